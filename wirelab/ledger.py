@@ -1,0 +1,149 @@
+"""What a run created, recorded where the next run (or ``make clean-net``) finds it.
+
+Every process a run starts carries ``WIRELAB_RUN=<run id>`` in its environment
+(Mininet's node shells inherit it, and so does everything started in a node),
+and the run writes ``/run/wirelab/<run id>.json`` naming its owner (pid and
+start time) and the pids it started. A run killed with SIGKILL leaves both
+behind; :func:`clean_stale_runs` finds runs whose owner is gone and stops
+exactly their processes. Every node lives in its own network namespace, so when
+a run's processes are gone its namespaces, veths, bridges, qdiscs and nftables
+rules are gone with them: nothing is ever looked up by a name pattern.
+"""
+
+import json
+import os
+import signal
+import time
+
+LABEL = "WIRELAB_RUN"
+LEDGER_DIR = os.environ.get("WIRELAB_LEDGER_DIR", "/run/wirelab")
+
+
+def proc_start_time(pid):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
+def alive(pid, start_time):
+    return start_time is not None and proc_start_time(pid) == start_time
+
+
+def labelled_pids(run_id=None):
+    """Pids of processes carrying a run label: {pid: run_id}, optionally one run's."""
+    found = {}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        for item in env.split(b"\0"):
+            if item.startswith(LABEL.encode() + b"="):
+                value = item.split(b"=", 1)[1].decode(errors="replace")
+                if run_id is None or value == run_id:
+                    found[pid] = value
+                break
+    return found
+
+
+class Ledger:
+    """The on-disk record of one live run."""
+
+    def __init__(self, run_id, directory=LEDGER_DIR):
+        self.run_id = run_id
+        self.path = os.path.join(directory, f"{run_id}.json")
+        self.data = {"run_id": run_id, "owner_pid": os.getpid(),
+                     "owner_start": proc_start_time(os.getpid()),
+                     "created": time.time(), "pids": {}}
+        os.makedirs(directory, exist_ok=True)
+        self._write()
+
+    def add_pid(self, pid):
+        self.data["pids"][str(pid)] = proc_start_time(pid)
+        self._write()
+
+    def _write(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, self.path)
+
+    def remove(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def kill_and_wait(pids, timeout=5.0):
+    """SIGKILL the given {pid: start_time} and wait until they are gone."""
+    from .proc import wait_until
+    for pid, start in pids.items():
+        if alive(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    wait_until(lambda: not any(alive(p, s) for p, s in pids.items()), timeout,
+               what=f"processes {sorted(pids)} to exit")
+
+
+def stale_runs(directory=LEDGER_DIR):
+    """Ledgers whose owner process is gone: [(run_id, data)]."""
+    runs = []
+    if not os.path.isdir(directory):
+        return runs
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(directory, name)) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not alive(data.get("owner_pid", -1), data.get("owner_start")):
+            runs.append((data.get("run_id", name[:-5]), data))
+    return runs
+
+
+def clean_stale_runs(directory=LEDGER_DIR, log=None):
+    """Stop what dead runs left behind; return {run_id: number of processes killed}."""
+    cleaned = {}
+    runs = stale_runs(directory)
+    by_label = labelled_pids()
+    # A label with no ledger at all belongs to a run whose ledger was lost:
+    # nobody can own it any more.
+    known = set()
+    if os.path.isdir(directory):
+        known = {n[:-5] for n in os.listdir(directory) if n.endswith(".json")}
+    stale_ids = {run_id for run_id, _ in runs}
+    for label in sorted(set(by_label.values()) - known - stale_ids):
+        runs.append((label, {}))
+    for run_id, data in runs:
+        pids = {int(p): s for p, s in data.get("pids", {}).items()}
+        for pid, label in by_label.items():
+            if label == run_id:
+                pids[pid] = proc_start_time(pid)
+        live = {p: s for p, s in pids.items() if alive(p, s)}
+        kill_and_wait(live)
+        try:
+            os.unlink(os.path.join(directory, f"{run_id}.json"))
+        except FileNotFoundError:
+            pass
+        cleaned[run_id] = len(live)
+        if log:
+            log(f"cleaned stale run {run_id}: {len(live)} processes stopped")
+    return cleaned

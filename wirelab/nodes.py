@@ -1,0 +1,172 @@
+"""Node classes: hosts, routers and LAN bridges configured through netlink.
+
+A topology (``topologies/``) is data: it names these classes with ``cls=`` and
+gives addresses per link end (``params1={'addrs': ['10.0.0.1/24']}``) and static
+routes per node (``routes=[('10.2.0.0/16', '10.0.0.2'), ('default', '10.0.0.1')]``).
+The nodes apply them themselves in ``config()``, so the same topology works from
+``wirelab.testbed.Testbed`` and from ``sudo mn --custom ... --controller none``.
+
+Every node, when configured, turns TSO/GSO/GRO off on its links and brings its
+interfaces up; addresses and routes go through pyroute2 in the node's namespace,
+never through ``ifconfig`` or ``ip`` text.
+"""
+
+import ipaddress
+import os
+
+from mininet.node import Node
+from mininet.nodelib import LinuxBridge
+
+from .errors import ConfigError
+from .netns import entered, iproute, open_ioctl_socket, set_offloads
+
+
+def _route_spec(route):
+    """Normalise ``(dst, via)`` or a dict into pyroute2 keywords."""
+    if isinstance(route, dict):
+        dst, via, dev = route.get("dst"), route.get("via"), route.get("dev")
+    else:
+        dst, via = route[0], route[1]
+        dev = route[2] if len(route) > 2 else None
+    if dst in ("default", "0.0.0.0/0"):
+        dst = "0.0.0.0/0"
+    net = ipaddress.ip_network(dst, strict=True)
+    spec = {"dst": str(net.network_address), "dst_len": net.prefixlen}
+    if via:
+        spec["gateway"] = str(ipaddress.ip_address(via))
+    if dev:
+        spec["dev"] = dev
+    return spec
+
+
+class NetlinkNode(Node):
+    """A namespaced node whose interfaces, addresses and routes come from params."""
+
+    def config(self, routes=(), lo="up", **_params):
+        # Deliberately not Node.config(): that sets the auto-assigned 10.x/8
+        # address with ifconfig. Ours come from the topology's address plan.
+        self.wl_routes = [_route_spec(r) for r in routes]
+        with iproute(self) as ipr, open_ioctl_socket(self) as sock:
+            index = {name: ipr.link_lookup(ifname=name)[0]
+                     for name in self.intfNames()}
+            lo_idx = ipr.link_lookup(ifname="lo")[0]
+            if lo == "up":
+                ipr.link("set", index=lo_idx, state="up")
+            for intf in self.intfList():
+                if intf.name == "lo":
+                    continue
+                set_offloads(sock, intf.name, enabled=False)
+                for cidr in intf.params.get("addrs", ()):
+                    iface = ipaddress.ip_interface(cidr)
+                    ipr.addr("add", index=index[intf.name],
+                             address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                    if intf.ip is None or intf.ip == "":
+                        # Mininet's CLI (h1 ping h2) and IP() read these.
+                        intf.ip, intf.prefixLen = str(iface.ip), iface.network.prefixlen
+                ipr.link("set", index=index[intf.name], state="up")
+            for spec in self.wl_routes:
+                spec = dict(spec)
+                if "dev" in spec:
+                    spec["oif"] = index[spec.pop("dev")]
+                try:
+                    ipr.route("add", **spec)
+                except Exception as exc:  # NetlinkError: name the route
+                    raise ConfigError(
+                        f"{self.name}: cannot add route {spec}: {exc}") from exc
+        return {}
+
+
+
+class Host(NetlinkNode):
+    """An end host: addresses and routes from the topology, no forwarding."""
+
+
+class LinuxRouter(NetlinkNode):
+    """A router: IPv4 forwarding on, the changed sysctls recorded and restored.
+
+    The sysctls live in the node's own network namespace, so restoring them
+    matters when a namespace is reused (``mn`` CLI, long-lived nodes), and it
+    documents exactly what a router is: a host that forwards.
+    """
+
+    SYSCTLS = {
+        "net/ipv4/ip_forward": "1",
+        # ICMP errors (traceroute's time-exceeded) leave from the interface the
+        # probe came in on, so each hop names the interface on the path.
+        "net/ipv4/icmp_errors_use_inbound_ifaddr": "1",
+    }
+
+    def config(self, **params):
+        self.wl_saved_sysctls = {}
+        for key, value in self.SYSCTLS.items():
+            self.wl_saved_sysctls[key] = self._sysctl(key, value)
+        return super().config(**params)
+
+    def _sysctl(self, key, value=None):
+        """Read (and optionally write) a sysctl in this node's namespace."""
+        with entered(self):
+            fd = os.open(f"/proc/sys/{key}", os.O_RDWR if value is not None else os.O_RDONLY)
+        try:
+            old = os.read(fd, 64).decode().strip()
+            if value is not None:
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, value.encode())
+            return old
+        finally:
+            os.close(fd)
+
+    def sysctl(self, key):
+        return self._sysctl(key)
+
+    def terminate(self):
+        for key, old in getattr(self, "wl_saved_sysctls", {}).items():
+            try:
+                self._sysctl(key, old)
+            except OSError:
+                pass  # the namespace is already gone: nothing left to restore
+        super().terminate()
+
+
+class LanBridge(LinuxBridge):
+    """A LAN: a Linux bridge inside its own namespace, driven through netlink.
+
+    Living in a namespace, it leaves nothing in the root namespace if the run is
+    killed; and it needs no brctl.
+    """
+
+    def __init__(self, name, **params):
+        params.setdefault("inNamespace", True)
+        super().__init__(name, **params)
+
+    @classmethod
+    def setup(cls):
+        """LinuxBridge.setup() insists on brctl; we use netlink instead."""
+
+    def defaultDpid(self, dpid=None):
+        return dpid or "0" * 16
+
+    def connected(self):
+        return True
+
+    def start(self, _controllers):
+        with iproute(self) as ipr, open_ioctl_socket(self) as sock:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            # STP off (the default): ports forward as soon as they are up.
+            ipr.link("add", ifname="br0", kind="bridge")
+            br = ipr.link_lookup(ifname="br0")[0]
+            for intf in self.intfList():
+                if intf.name == "lo":
+                    continue
+                set_offloads(sock, intf.name, enabled=False)
+                idx = ipr.link_lookup(ifname=intf.name)[0]
+                ipr.link("set", index=idx, master=br, state="up")
+            ipr.link("set", index=br, state="up")
+
+    def stop(self, deleteIntfs=True):
+        try:
+            with iproute(self) as ipr:
+                for idx in ipr.link_lookup(ifname="br0"):
+                    ipr.link("del", index=idx)
+        except OSError:
+            pass
+        super(LinuxBridge, self).stop(deleteIntfs)

@@ -1,0 +1,289 @@
+"""The context manager that owns a running network.
+
+    with Testbed(LineTopo(n=3)) as tb:
+        tb.run(tb['h1'], ['ping', '-c1', tb.ip('h2')], timeout=5)
+
+On entry it cleans what dead runs left (see :mod:`wirelab.ledger`), gives this
+run an id, labels everything it starts with that id, builds and starts the
+Mininet network (``controller=None``, every node in its own namespace), and
+returns. On exit -- success, exception, SIGINT or SIGTERM -- it runs the
+registered cleanups in reverse order, stops registered processes (SIGINT first,
+so tcpdump flushes its pcap), restores router sysctls, terminates the nodes and
+waits until no process of the run is left. Only then does it return.
+"""
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import resource
+import secrets
+import signal
+import subprocess
+
+from .errors import ConfigError, Interrupted, WirelabError
+from .ledger import LABEL, Ledger, alive, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
+from .netns import iproute
+from .proc import popen as _popen
+from .proc import run as _run
+from .proc import wait_until
+
+
+def new_run_id():
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@contextlib.contextmanager
+def signals_raise():
+    """Turn SIGTERM (and SIGHUP) into :class:`Interrupted` for the body; SIGINT
+    already raises KeyboardInterrupt. Restores the previous handlers."""
+    def handler(signum, _frame):
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+    saved = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            saved[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_blocked():
+    """Hold SIGINT/SIGTERM/SIGHUP while cleaning up, so a second Ctrl-C cannot
+    abandon half a teardown; they are delivered afterwards."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Process:
+    """A process the testbed started in a node; stopped at teardown."""
+
+    def __init__(self, node, argv, popen, name):
+        self.node, self.argv, self.popen, self.name = node, argv, popen, name
+        self.pid = popen.pid
+        self.start_time = proc_start_time(self.pid)
+
+    def running(self):
+        return self.popen.poll() is None
+
+    def stop(self, sig=signal.SIGINT, timeout=5.0):
+        """Send ``sig``, wait up to ``timeout``, then SIGKILL. Returns the exit code."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+class Testbed:
+    """Owns one running Mininet network built from a ``Topo``.
+
+    ``topo``: a Mininet ``Topo`` (see ``topologies/``). ``log``: a callable for
+    progress lines (default: silent).
+    """
+
+    def __init__(self, topo, log=None, stale_cleanup=True):
+        self.topo = topo
+        self.log = log or (lambda _msg: None)
+        self.stale_cleanup = stale_cleanup
+        self.run_id = None
+        self.net = None
+        self.ledger = None
+        self._cleanups = []
+        self._processes = []
+        self._saved_label = None
+        self._signals = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self):
+        from .preflight import require_basics
+        require_basics()
+        if self.stale_cleanup:
+            clean_stale_runs(log=self.log)
+        self.run_id = new_run_id()
+        self._saved_label = os.environ.get(LABEL)
+        self._signals = signals_raise()
+        self._signals.__enter__()
+        try:
+            os.environ[LABEL] = self.run_id
+            self.ledger = Ledger(self.run_id)
+            self._build()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._teardown()
+        return False
+
+    def _build(self):
+        from mininet.net import Mininet
+        from mininet.node import Host as MnHost
+        from mininet.link import Link
+        # Mininet.init() would raise machine-wide sysctls (fixLimits) and never
+        # restore them; we only need more file descriptors in this process.
+        Mininet.inited = True
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        self.net = Mininet(topo=None, controller=None, host=MnHost, link=Link,
+                           build=False, autoSetMacs=False)
+        self.log(f"run {self.run_id}: building {type(self.topo).__name__} "
+                 f"({len(self.topo.nodes())} nodes, {len(self.topo.links())} links)")
+        # Build node by node so each shell is in the ledger as soon as it exists.
+        for name in self.topo.hosts():
+            node = self.net.addHost(name, **self.topo.nodeInfo(name))
+            self.ledger.add_pid(node.pid)
+        for name in self.topo.switches():
+            params = dict(self.topo.nodeInfo(name))
+            params.setdefault("inNamespace", True)
+            node = self.net.addSwitch(name, **params)
+            self.ledger.add_pid(node.pid)
+        for src, dst, params in self.topo.links(sort=True, withKeys=False, withInfo=True):
+            self.net.addLink(**params)
+        self.net.configHosts()
+        self.net.built = True
+        self.net.start()
+
+    def _teardown(self):
+        with signals_blocked():
+            errors = []
+            for description, fn in reversed(self._cleanups):
+                try:
+                    fn()
+                except Exception as exc:  # keep going: the rest must still go
+                    errors.append(f"{description}: {exc}")
+            self._cleanups.clear()
+            for proc in reversed(self._processes):
+                try:
+                    proc.stop()
+                except Exception as exc:
+                    errors.append(f"stop {proc.name}: {exc}")
+            self._processes.clear()
+            if self.net is not None:
+                for node in self.net.hosts + self.net.switches:
+                    try:
+                        node.terminate()
+                    except Exception as exc:
+                        errors.append(f"terminate {node.name}: {exc}")
+            if self.run_id is not None:
+                self._reap_run()
+            if self.ledger is not None:
+                self.ledger.remove()
+            if self._saved_label is None:
+                os.environ.pop(LABEL, None)
+            else:
+                os.environ[LABEL] = self._saved_label
+            if self._signals is not None:
+                self._signals.__exit__(None, None, None)
+                self._signals = None
+            self.net = None
+            if errors:
+                self.log("teardown problems: " + "; ".join(errors))
+
+    def _reap_run(self):
+        """Wait for every process labelled with this run to exit; kill stragglers."""
+        def remaining():
+            return labelled_pids(self.run_id)
+        try:
+            wait_until(lambda: not remaining(), 5.0, what="node processes to exit")
+        except TimeoutError:
+            kill_and_wait({p: proc_start_time(p) for p in remaining()})
+
+    # -- access --------------------------------------------------------------
+    def __getitem__(self, name):
+        return self.net[name]
+
+    def node(self, name):
+        try:
+            return self.net[name]
+        except KeyError:
+            raise ConfigError(f"no node named {name!r} in this topology") from None
+
+    @property
+    def routers(self):
+        from .nodes import LinuxRouter
+        return [n for n in self.net.hosts if isinstance(n, LinuxRouter)]
+
+    @property
+    def hosts(self):
+        from .nodes import LinuxRouter
+        return [n for n in self.net.hosts if not isinstance(n, LinuxRouter)]
+
+    def ip(self, name, intf=None):
+        node = self.node(name)
+        return node.IP(intf) if intf else node.IP()
+
+    # -- doing things ----------------------------------------------------------
+    def run(self, node, argv, timeout, check=True, input=None):
+        node = self.node(node) if isinstance(node, str) else node
+        return _run(node, argv, timeout, check=check, input=input)
+
+    def start(self, node, argv, name=None, **popen_kwargs):
+        """Start a long-running process in ``node``; it is stopped at teardown."""
+        node = self.node(node) if isinstance(node, str) else node
+        popen = _popen(node, argv, **popen_kwargs)
+        proc = Process(node, argv, popen, name or os.path.basename(str(argv[0])))
+        self._processes.append(proc)
+        self.ledger.add_pid(proc.pid)
+        return proc
+
+    def add_cleanup(self, description, fn):
+        """Register ``fn`` to undo something just created (qdisc, nft table...).
+        Cleanups run in reverse order at teardown, before nodes are stopped."""
+        self._cleanups.append((description, fn))
+
+    def iproute(self, node):
+        node = self.node(node) if isinstance(node, str) else node
+        return iproute(node)
+
+    # -- kernel state through netlink --------------------------------------------
+    def routes(self, node, table=254):
+        """The node's IPv4 routes in ``table`` (main) as plain dicts."""
+        node = self.node(node) if isinstance(node, str) else node
+        out = []
+        with iproute(node) as ipr:
+            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+            for r in ipr.get_routes(family=2, table=table):
+                if r.get_attr("RTA_TABLE", r["table"]) != table:
+                    continue
+                dst = r.get_attr("RTA_DST") or "0.0.0.0"
+                out.append({
+                    "dst": str(ipaddress.ip_network(f"{dst}/{r['dst_len']}")),
+                    "gateway": r.get_attr("RTA_GATEWAY"),
+                    "dev": names.get(r.get_attr("RTA_OIF")),
+                    "prefsrc": r.get_attr("RTA_PREFSRC"),
+                    "scope": r["scope"],
+                    "proto": r["proto"],
+                    "type": r["type"],
+                })
+        return out
+
+    def route_get(self, node, dst, ipr=None):
+        """The kernel's forwarding decision for ``dst`` (RTM_GETROUTE)."""
+        node = self.node(node) if isinstance(node, str) else node
+        own = ipr is None
+        ipr = ipr or iproute(node)
+        try:
+            r = ipr.route("get", dst=str(dst))[0]
+            return {"gateway": r.get_attr("RTA_GATEWAY"), "oif": r.get_attr("RTA_OIF"),
+                    "prefsrc": r.get_attr("RTA_PREFSRC"), "type": r["type"]}
+        finally:
+            if own:
+                ipr.close()

@@ -96,6 +96,8 @@ class Testbed:
     progress lines (default: silent).
     """
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(self, topo, log=None, stale_cleanup=True):
         self.topo = topo
         self.log = log or (lambda _msg: None)

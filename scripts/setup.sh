@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Install everything wirelab needs, idempotently: apt packages, then a Python
+# virtual environment (.venv) made from the system python3 with
+# --system-site-packages, so Debian's/Ubuntu's `mininet` module imports, holding
+# the pinned packages of requirements.txt.
+#
+# Used by `make setup` (and so by `make demo`, `make test`, .ci/run) and by the
+# Vagrantfile. Works on Debian 12 and Ubuntu 22.04 / 24.04. Run as root.
+# A second run with nothing changed does no work (stamp file .setup-stamp).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: must run as root (try: sudo make setup)" >&2
+    exit 4
+fi
+
+APT_PACKAGES=(
+    mininet            # the emulator (Python module for the system python3, mnexec)
+    iproute2           # ip, tc, bridge
+    iptables           # targeted faults (statistic, NFQUEUE)
+    nftables           # targeted faults, per-run tables
+    ethtool            # offload inspection
+    tcpdump            # captures
+    tshark             # cross-checks of the pcap analyser
+    traceroute         # the traceroute experiment
+    iperf3             # bulk transfers
+    iputils-ping       # ping
+    user-mode-linux    # a kernel with sch_netem, for kernels without it
+    kmod               # modprobe (inside User-Mode Linux)
+    bridge-utils       # brctl, for users of mn's own lxbr switch
+    net-tools          # ifconfig, which Mininet's interface code calls
+    procps psmisc      # ps, pgrep for diagnostics
+    python3-venv python3-pip
+    make
+)
+
+# The stamp records what was installed; any change to this script or to
+# requirements.txt, or a missing venv, triggers a new run.
+stamp_value=$( { cat "$0" requirements.txt; /usr/bin/python3 --version 2>&1 || true; } | sha256sum | cut -d' ' -f1)
+if [ -f .setup-stamp ] && [ "$(cat .setup-stamp)" = "$stamp_value" ] && [ -x .venv/bin/python ] \
+   && .venv/bin/python -c 'import mininet.net, pyroute2, scapy, pytest' 2>/dev/null; then
+    echo "setup: up to date (.venv and apt packages already installed)"
+    exit 0
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# vagrant only checks the Vagrantfile (`vagrant validate`, no box needed); Debian
+# 12 and Ubuntu 22.04 package it, Ubuntu 24.04 does not: install it where offered.
+if ! command -v vagrant >/dev/null 2>&1; then
+    if apt-cache show vagrant >/dev/null 2>&1; then
+        missing+=(vagrant)
+    fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture; answer no, without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mininet.net' 2>/dev/null; then
+    echo "setup: creating .venv from /usr/bin/python3 (--system-site-packages)"
+    rm -rf .venv
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+echo "setup: installing pinned Python packages into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+
+.venv/bin/python -c 'import mininet.net, pyroute2, scapy, pytest, dpkt, numpy, matplotlib' \
+    || { echo "setup: the venv does not import its packages" >&2; exit 1; }
+echo "$stamp_value" > .setup-stamp
+echo "setup: done ($(.venv/bin/python --version), mininet $(.venv/bin/python -c 'import mininet.net as m; print(m.VERSION)'))"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command (`sudo make test`, .ci/run): set up, then run every test.
+#
+# 1. All tests on this kernel: unit tests, integration tests as root. Tests
+#    marked `netem` skip themselves when the kernel has no sch_netem.
+# 2. If the kernel has no sch_netem (WSL2, many container kernels, this CI
+#    machine), the `netem` tests run again inside User-Mode Linux, which has it.
+# Extra arguments go to pytest. Exit status: non-zero if either part failed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+bash scripts/setup.sh || exit $?
+PY=.venv/bin/python
+
+status=0
+"$PY" -m pytest "$@"
+rc=$?
+# pytest's 5 means "no tests collected": not a failure of the code under test.
+if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=$rc; fi
+
+if ! "$PY" -c 'import sys; from wirelab.uml import has_sch_netem; sys.exit(0 if has_sch_netem() else 1)' 2>/dev/null; then
+    if [ -x /usr/bin/linux.uml ]; then
+        echo "wirelab: this kernel has no sch_netem; running the netem tests inside User-Mode Linux"
+        mkdir -p results
+        "$PY" tools/uml_run.py --timeout 3000 --writable "$here/results" -- \
+            "$PY" -m pytest -p no:cacheprovider -m netem "$@"
+        rc=$?
+        if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=$rc; fi
+    else
+        echo "wirelab: this kernel has no sch_netem and user-mode-linux is not installed: netem tests skipped" >&2
+    fi
+fi
+exit $status

@@ -1,0 +1,145 @@
+"""Core pieces that need no root: errors, the experiment CLI, ledgers, report."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from wirelab import ledger, suite
+from wirelab.errors import CommandError, ConfigError
+from wirelab.experiment import Claim, Experiment, build_parser, main, params_from_args
+from wirelab.proc import run, wait_until
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoParams:
+    routers: int = dataclasses.field(default=3, metadata={"help": "number of routers"})
+    loss: float = 1.0
+    verbose: bool = False
+    sizes: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self):
+        if self.routers < 1:
+            raise ConfigError(f"routers must be >= 1, got {self.routers}")
+
+
+class DemoExperiment(Experiment):
+    """A demo."""
+    name = "demo"
+    Params = DemoParams
+
+    def run(self):
+        self.metrics["x"] = 1
+
+    def verify(self):
+        return [Claim("x is one", self.metrics["x"] == 1, measured=1, expected=1)]
+
+
+def test_cli_from_dataclass():
+    parser = build_parser(DemoExperiment)
+    args = parser.parse_args(["--routers", "5", "--loss", "2.5", "--verbose", "--sizes", "4", "5"])
+    params = params_from_args(DemoExperiment, args)
+    assert params == DemoParams(routers=5, loss=2.5, verbose=True, sizes=(4, 5))
+    assert "number of routers" in parser.format_help()
+
+
+def test_cli_rejects_bad_type(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser(DemoExperiment).parse_args(["--routers", "abc"])
+    assert exc.value.code == 2
+    assert "routers: expected int, got 'abc'" in capsys.readouterr().err
+
+
+def test_cli_rejects_invalid_value_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(DemoExperiment, ["--routers", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "experiments/demo.py: error: routers must be >= 1, got 0"
+
+
+def test_execute_writes_evidence(tmp_path):
+    exp = DemoExperiment(DemoParams(), out_dir=str(tmp_path / "out"), log=lambda m: None)
+    claims = exp.execute()
+    assert [c.ok for c in claims] == [True]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["status"] == "pass" and metrics["metrics"] == {"x": 1}
+    params = json.loads((tmp_path / "out" / "params.json").read_text())
+    assert params["params"]["routers"] == 3
+
+
+def test_execute_records_failure(tmp_path):
+    class Failing(DemoExperiment):
+        def verify(self):
+            return [Claim("impossible", False, measured=2, expected=1)]
+    Failing(DemoParams(), out_dir=str(tmp_path), log=lambda m: None).execute()
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "fail"
+
+
+def test_command_error_carries_argv_code_stderr():
+    with pytest.raises(CommandError) as err:
+        run(None, [sys.executable, "-c", "import sys; sys.stderr.write('bad thing\\n'); sys.exit(3)"], 10)
+    assert err.value.returncode == 3
+    assert err.value.argv[0] == sys.executable
+    assert "exited 3: bad thing" in str(err.value)
+    with pytest.raises(CommandError, match="timed out after 0.1s"):
+        run(None, ["sleep", "3"], 0.1)
+    with pytest.raises(CommandError, match="exited 127"):
+        run(None, ["/nonexistent/tool"], 1)
+
+
+def test_wait_until():
+    calls = []
+    assert wait_until(lambda: calls.append(1) or len(calls) >= 3, 2) is True
+    with pytest.raises(TimeoutError, match="the moon"):
+        wait_until(lambda: False, 0.05, what="the moon")
+
+
+def test_proc_start_time_handles_odd_names(tmp_path):
+    assert ledger.proc_start_time(os.getpid()) > 0
+    assert ledger.proc_start_time(2 ** 22 + 7) is None
+    assert ledger.alive(os.getpid(), ledger.proc_start_time(os.getpid()))
+    assert not ledger.alive(os.getpid(), 1)
+
+
+def test_stale_ledger_detection(tmp_path):
+    live = ledger.Ledger("live-run", directory=str(tmp_path))
+    dead = dict(live.data, run_id="dead-run", owner_pid=2 ** 22 + 7)
+    (tmp_path / "dead-run.json").write_text(json.dumps(dead))
+    stale = [run_id for run_id, _ in ledger.stale_runs(str(tmp_path))]
+    assert stale == ["dead-run"]
+    live.remove()
+    assert not os.path.exists(live.path)
+
+
+def test_suite_table_and_report(tmp_path):
+    out = tmp_path / "routing"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({
+        "status": "fail", "claims": [{"name": "a", "ok": True}, {"name": "b", "ok": False}]}))
+    row = suite.summarise("routing", str(out), 7, 3.2)
+    assert (row["claims_passed"], row["claims_total"], row["failed_claims"]) == (1, 2, ["b"])
+    assert "routing" in suite.table([row])
+    assert "| b | FAIL |" in suite.report_markdown([row], "STAMP")
+
+
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant not installed (Ubuntu 24.04 has no package)")
+def test_vagrantfile_validates():
+    done = subprocess.run(["vagrant", "validate", "-p"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = open(os.path.join(REPO, "Vagrantfile")).read()
+    assert "scripts/setup.sh" in text and "jammy" in text
+
+
+def test_scripts_have_help():
+    for script in ("wirelab.clean", "wirelab.preflight", "wirelab.suite"):
+        done = subprocess.run([sys.executable, "-m", script, "--help"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "usage:" in done.stdout, script

@@ -72,6 +72,8 @@ class UmlTimeoutError(UmlError, TimeoutError):
     ``pgid`` is the killed group, so callers and tests can check nothing is left.
     """
 
+    exit_code = 124   # as timeout(1)
+
     def __init__(self, message, pgid):
         super().__init__(message)
         self.pgid = pgid

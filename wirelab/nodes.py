@@ -94,6 +94,10 @@ class LinuxRouter(NetlinkNode):
         # ICMP errors (traceroute's time-exceeded) leave from the interface the
         # probe came in on, so each hop names the interface on the path.
         "net/ipv4/icmp_errors_use_inbound_ifaddr": "1",
+        # Linux rate-limits ICMP errors per destination (6 back to back, then one
+        # a second). Traceroute's probes arrive in bursts in an emulation with
+        # microsecond links, so without this late hops show as '*'.
+        "net/ipv4/icmp_ratelimit": "0",
     }
 
     def config(self, **params):

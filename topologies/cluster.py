@@ -1,0 +1,104 @@
+"""cluster: a manager and N workers on a LAN behind a router, clients elsewhere.
+
+For MapReduce-style manager/worker JSON over TCP and GFS-style heartbeats over
+UDP: the servers share one broadcast domain, the clients reach them through two
+routers.
+
+    sudo mn --custom topologies/cluster.py --topo cluster,4 --controller none
+    sudo mn --custom topologies/cluster.py --topo cluster,workers=8,clients=2 --controller none
+"""
+
+import glob
+import os
+import sys
+
+# mn --custom exec()s this file without __file__ and without the repo on
+# sys.path, under /usr/bin/python3 whose site-packages lack pyroute2: find the
+# repo from the code object's file name and borrow the venv's site-packages.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(
+    globals().get("__file__") or sys._getframe().f_code.co_filename)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+try:
+    import pyroute2  # noqa: F401
+except ImportError:
+    sys.path.extend(glob.glob(os.path.join(
+        _ROOT, ".venv", "lib", "python%d.%d" % sys.version_info[:2], "site-packages")))
+
+
+from topologies import PlannedTopo, count_param  # noqa: E402
+from wirelab import addressing  # noqa: E402
+
+TRANSIT_NET = addressing.network("10.0.0.0/30")    # gw -- edge
+SERVER_NET = addressing.network("10.1.0.0/24")     # srvlan: gw, manager, workers
+CLIENT_NET = addressing.network("10.2.0.0/24")     # clilan: edge, clients
+GATEWAY_HOST = 1        # .1 on each LAN is its router
+MANAGER_HOST = 2        # 10.1.0.2
+FIRST_NUMBERED = 10     # worker k is 10.1.0.(10+k), client k is 10.2.0.(10+k)
+MAX_NUMBERED = SERVER_NET.num_addresses - 2 - FIRST_NUMBERED   # up to .254: 244
+
+
+class ClusterTopo(PlannedTopo):
+    """A manager and ``workers`` workers on a LAN behind ``gw``; clients behind ``edge``.
+
+    ::
+
+                     10.2.0.0/24                 10.0.0.0/30            10.1.0.0/24
+        client1 --.                                                     .-- manager  .2
+          ...      >-- clilan -- edge ----------------------- gw -- srvlan --- w1   .11
+        clientM --'          .1  edge-eth1  edge-eth0 .2  .1 gw-eth0  gw-eth1 .1   ...
+                                                                         '-- wN   .(10+N)
+
+    Parameters: ``workers`` (default 3) and ``clients`` (default 1), each
+    1..244.
+
+    Address plan:
+
+    * transit gw -- edge, 10.0.0.0/30: gw-eth0 10.0.0.1, edge-eth0 10.0.0.2
+    * server LAN ``srvlan`` 10.1.0.0/24: gw-eth1 .1, manager .2, w<k> .(10+k)
+    * client LAN ``clilan`` 10.2.0.0/24: edge-eth1 .1, client<k> .(10+k)
+
+    Every host has one interface, eth0. Bridge ports follow link order:
+    srvlan-eth1 is gw, -eth2 the manager, -eth3.. the workers; clilan-eth1 is
+    edge, then the clients.
+
+    Routes: gw: 10.2.0.0/24 via 10.0.0.2 (edge); edge: 10.1.0.0/24 via
+    10.0.0.1 (gw); manager and workers default via 10.1.0.1; clients default
+    via 10.2.0.1. Neither router has a default route. The servers talk to each
+    other on the LAN, no router in between (expected_path(manager, w1) == []);
+    a client reaches them through ['edge', 'gw'].
+    """
+
+    topo_name = "cluster"
+
+    def build(self, workers=3, clients=1):
+        limit = "host numbers 11..254 of a /24"
+        workers = count_param(workers, "cluster: workers", 1, MAX_NUMBERED, limit)
+        clients = count_param(clients, "cluster: clients", 1, MAX_NUMBERED, limit)
+        self.manager = "manager"
+        self.workers = [f"w{k}" for k in range(1, workers + 1)]
+        self.clients = [f"client{k}" for k in range(1, clients + 1)]
+        gw_ip, edge_ip = (a.split("/")[0] for a in addressing.point_to_point(TRANSIT_NET))
+        server_gw = str(SERVER_NET.network_address + GATEWAY_HOST)
+        client_gw = str(CLIENT_NET.network_address + GATEWAY_HOST)
+
+        self.router("gw", routes=[(str(CLIENT_NET), edge_ip)], max_ports=1)
+        self.router("edge", routes=[(str(SERVER_NET), gw_ip)], max_ports=1)
+        for name in [self.manager] + self.workers:
+            self.host(name, routes=[("default", server_gw)])
+        for name in self.clients:
+            self.host(name, routes=[("default", client_gw)])
+        self.lan("srvlan", SERVER_NET)
+        self.lan("clilan", CLIENT_NET)
+
+        self.p2p("gw", "edge", TRANSIT_NET)               # gw-eth0, edge-eth0
+        self.join("gw", "srvlan", GATEWAY_HOST)           # gw-eth1
+        self.join("edge", "clilan", GATEWAY_HOST)         # edge-eth1
+        self.join(self.manager, "srvlan", MANAGER_HOST)
+        for k, name in enumerate(self.workers, start=1):
+            self.join(name, "srvlan", FIRST_NUMBERED + k)
+        for k, name in enumerate(self.clients, start=1):
+            self.join(name, "clilan", FIRST_NUMBERED + k)
+
+
+topos = {"cluster": ClusterTopo}

@@ -1,0 +1,215 @@
+"""Packet captures on chosen interfaces of chosen nodes (tcpdump), complete and checked.
+
+    with Captures(tb, [("r1", "r1-eth0"), ("r2", "r2-eth1")], out_dir) as caps:
+        ...traffic...
+    caps.results   # one CaptureResult per capture: packets, kernel drops, parse check
+
+Each capture is ``tcpdump -i <intf> -w <file> -s <snaplen> -U --immediate-mode``
+started through ``tb.start`` (so teardown stops it even if we never get there).
+It is *ready* only once tcpdump prints ``listening on <intf>`` on stderr, which it
+does after the packet socket is open and bound: :meth:`Capture.start` waits for
+that line with a deadline, so no packet sent afterwards can be missed.
+:meth:`Capture.stop` sends SIGINT (tcpdump then flushes and closes the file and
+prints its counters), checks the exit code, reads the "N packets dropped by
+kernel" line and parses the file; a capture that dropped packets is reported,
+not hidden, because the impairment ledger is then unreliable.
+
+Where a capture point sees a packet (Linux): on *ingress*, the packet taps run in
+``__netif_receive_skb_core`` before the ingress qdisc and before forwarding; on
+*egress*, they run in ``dev_hard_start_xmit``, i.e. **after** the egress qdisc.
+So tcpdump on an interface that carries a netem qdisc sees the packets netem
+let through (no dropped ones, duplicates twice, delayed ones late), never what
+went in. To see a link's input, capture on the interface where packets *enter*
+the node that owns the netem qdisc (see ``experiments/tcp_recovery.py``).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+
+from .errors import CommandError, WirelabError
+from .proc import wait_until
+
+# Headers only: Ethernet 14 + IPv4 up to 60 + TCP up to 60 = 134; 128 covers
+# every packet we make (IPv4 20 + TCP 32 with timestamps) with room for options.
+HEADER_SNAPLEN = 128
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+_COUNTER = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel"
+                      r"|dropped by interface)$")
+
+
+class CaptureError(WirelabError):
+    """tcpdump failed to start, to stop cleanly, or wrote a file that does not parse."""
+
+
+class Capture:
+    """One tcpdump on ``intf`` of ``node``, writing ``path`` (a ``.pcap`` file).
+
+    ``snaplen``: bytes kept per packet (0 = whole packets). ``bpf``: an optional
+    capture filter as an argument list (e.g. ``["tcp"]``).
+    """
+
+    def __init__(self, tb, node, intf, path, snaplen=HEADER_SNAPLEN, bpf=None):
+        if not path.endswith(".pcap"):
+            # Ubuntu's AppArmor profile for tcpdump only lets it write *.pcap files.
+            raise ValueError(f"capture file must end in .pcap: {path}")
+        self.tb, self.node, self.intf, self.path = tb, node, intf, path
+        self.snaplen = snaplen
+        self.bpf = list(bpf or [])
+        self.proc = None
+        self.result = None
+        self._stderr_lines = []
+        self._reader = None
+
+    @property
+    def name(self):
+        return f"{getattr(self.node, 'name', self.node)}:{self.intf}"
+
+    def argv(self):
+        # -Z root: Debian's tcpdump drops to user "tcpdump" after opening the
+        # device, which could not write into a root-owned results folder.
+        return ["tcpdump", "-n", "-i", self.intf, "-w", self.path, "-s", str(self.snaplen),
+                "-U", "--immediate-mode", "-Z", "root", *self.bpf]
+
+    def start(self, timeout=READY_TIMEOUT_S):
+        """Start tcpdump and return once its packet socket is open."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.proc = self.tb.start(self.node, self.argv(), name=f"tcpdump {self.name}",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        try:
+            wait_until(lambda: self._listening() or not self.proc.running(), timeout,
+                       what=f"tcpdump on {self.name} to print 'listening on'")
+        except TimeoutError as exc:
+            self.proc.stop(signal.SIGINT)
+            raise CaptureError(f"{exc}; stderr: {self.stderr().strip()[-300:]}") from None
+        if not self._listening():
+            self.proc.popen.wait(5)
+            self._reader.join(5)
+            raise CommandError(self.argv(), self.proc.popen.returncode, self.stderr(),
+                               node=getattr(self.node, "name", None))
+        return self
+
+    def _read_stderr(self):
+        for raw in self.proc.popen.stderr:
+            self._stderr_lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def _listening(self):
+        return any("listening on" in line for line in list(self._stderr_lines))
+
+    def stderr(self):
+        return "\n".join(self._stderr_lines)
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        """SIGINT tcpdump, wait, check its exit and counters, parse the file."""
+        if self.result is not None:
+            return self.result
+        code = self.proc.stop(signal.SIGINT, timeout=timeout)
+        self._reader.join(timeout)
+        counters = parse_counters(self.stderr())
+        problems = []
+        # tcpdump exits 0 after SIGINT; -2 (killed by our SIGINT before its
+        # handler was installed) or -9 (it ignored SIGINT) leave a partial file.
+        if code != 0:
+            problems.append(f"tcpdump exited {code}")
+        if "dropped by kernel" not in counters:
+            problems.append("tcpdump printed no final counters (file may be incomplete)")
+        try:
+            packets_in_file = count_packets(self.path)
+        except Exception as exc:
+            packets_in_file = None
+            problems.append(f"{self.path} does not parse: {exc}")
+        if packets_in_file is not None and "captured" in counters \
+                and packets_in_file != counters["captured"]:
+            problems.append(f"file has {packets_in_file} packets, tcpdump reported "
+                            f"{counters['captured']} captured")
+        self.result = CaptureResult(
+            name=self.name, node=getattr(self.node, "name", str(self.node)), intf=self.intf,
+            path=self.path, exit_code=code, packets=packets_in_file,
+            captured=counters.get("captured"),
+            received_by_filter=counters.get("received by filter"),
+            dropped_by_kernel=counters.get("dropped by kernel", 0),
+            dropped_by_interface=counters.get("dropped by interface", 0),
+            problems=problems)
+        return self.result
+
+
+class CaptureResult(dict):
+    """What a stopped capture produced; a dict so it goes into metrics.json as is.
+
+    ``complete`` is true when tcpdump exited cleanly, dropped nothing and the
+    file parses with as many packets as tcpdump said it captured.
+    """
+
+    @property
+    def complete(self):
+        return not self["problems"] and not self["dropped_by_kernel"] \
+            and not self["dropped_by_interface"]
+
+
+def parse_counters(stderr_text):
+    """tcpdump's exit summary as ``{"captured": n, "dropped by kernel": n, ...}``."""
+    out = {}
+    for line in stderr_text.splitlines():
+        m = _COUNTER.match(line.strip())
+        if m:
+            out[m.group(2)] = int(m.group(1))
+    return out
+
+
+def count_packets(path):
+    """Number of packets in a pcap/pcapng file; raises if the file does not parse."""
+    import dpkt
+    with open(path, "rb") as f:
+        try:
+            return sum(1 for _ in dpkt.pcap.UniversalReader(f))
+        except (ValueError, dpkt.NeedData) as exc:
+            raise CaptureError(f"{path}: {exc}") from None
+
+
+class Captures:
+    """Several captures started together (all ready before the body runs) and
+    stopped together at the end of the ``with`` block, also on exception.
+
+    ``points``: ``[(node, intf), ...]`` or ``[(node, intf, filename), ...]``.
+    """
+
+    def __init__(self, tb, points, out_dir, snaplen=HEADER_SNAPLEN, bpf=None):
+        self.captures = []
+        for point in points:
+            node, intf = point[0], point[1]
+            name = point[2] if len(point) > 2 else f"{getattr(node, 'name', node)}-{intf}.pcap"
+            self.captures.append(Capture(tb, node, intf, os.path.join(out_dir, name),
+                                         snaplen=snaplen, bpf=bpf))
+        self.results = []
+
+    def __enter__(self):
+        try:
+            for cap in self.captures:
+                cap.start()
+        except BaseException:
+            self._stop_all()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._stop_all()
+        return False
+
+    def _stop_all(self):
+        self.results = []
+        for cap in self.captures:
+            if cap.proc is not None:
+                self.results.append(cap.stop())
+        return self.results
+
+    def __iter__(self):
+        return iter(self.captures)
+
+    def __getitem__(self, i):
+        return self.captures[i]

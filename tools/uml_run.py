@@ -44,6 +44,10 @@ def guest_env(extra):
     size = shutil.get_terminal_size()
     env.setdefault("COLUMNS", str(size.columns))
     env.setdefault("LINES", str(size.lines))
+    # The guest's stdout is always a terminal (its console); when ours is not,
+    # ask tools not to colour their output.
+    if not sys.stdout.isatty():
+        env.update({"TERM": "dumb", "NO_COLOR": "1", "PY_COLORS": "0"})
     env.update(extra)
     return env
 

@@ -348,9 +348,14 @@ class _Framer:
         _write_all(self.out_fd, data)
 
 
-def _fileno(stream, default):
+def _fileno(stream, default_stream, default_fd):
+    """An fd for ``stream``; None means our own stdout/stderr (its fd, or 1/2 when
+    it has none, e.g. under pytest's capture)."""
     if stream is None:
-        return default
+        try:
+            return default_stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return default_fd
     return stream if isinstance(stream, int) else stream.fileno()
 
 
@@ -397,8 +402,8 @@ def run_in_uml(argv, *, cwd, writable=(), env=None, timeout, mem="2G",
     host_env = dict(os.environ)
     if _cpu_has_amx():
         host_env["LD_PRELOAD"] = _xstate_shim()
-    out_fd = _fileno(stdout, sys.stdout.fileno())
-    err_fd = _fileno(stderr, sys.stderr.fileno())
+    out_fd = _fileno(stdout, sys.stdout, 1)
+    err_fd = _fileno(stderr, sys.stderr, 2)
 
     ctl = tempfile.mkdtemp(prefix="wirelab-uml-", dir="/tmp")
     try:
@@ -450,6 +455,8 @@ def _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd):
             framer.close()
         status = proc.wait(max(0.1, deadline - time.monotonic()))
         finished = True
+        if processes_in_group(proc.pid):   # helpers UML did not take down with it
+            _kill_group(proc)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise UmlTimeoutError(

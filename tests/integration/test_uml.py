@@ -19,6 +19,7 @@ from wirelab import uml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 needs_uml = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the guest runs as root)"),
+    pytest.mark.skipif(uml.in_uml(), reason="already inside User-Mode Linux"),
     pytest.mark.skipif(shutil.which("linux.uml") is None,
                        reason="linux.uml not installed (apt package user-mode-linux)"),
 ]

@@ -30,6 +30,7 @@ APT_PACKAGES=(
     iputils-ping       # ping
     user-mode-linux    # a kernel with sch_netem, for kernels without it
     kmod               # modprobe (inside User-Mode Linux)
+    gcc libc6-dev      # builds the small xstate shim linux.uml needs on CPUs with AMX
     bridge-utils       # brctl, for users of mn's own lxbr switch
     net-tools          # ifconfig, which Mininet's interface code calls
     procps psmisc      # ps, pgrep for diagnostics

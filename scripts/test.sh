@@ -21,7 +21,7 @@ if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=$rc; fi
 
 if ! "$PY" -c 'import sys; from wirelab.uml import has_sch_netem; sys.exit(0 if has_sch_netem() else 1)' 2>/dev/null; then
     if [ -x /usr/bin/linux.uml ]; then
-        echo "wirelab: this kernel has no sch_netem; running the netem tests inside User-Mode Linux"
+        # (uml_run.py says in one line that it runs inside User-Mode Linux, and why)
         mkdir -p results
         "$PY" tools/uml_run.py --timeout 3000 --writable "$here/results" -- \
             "$PY" -m pytest -p no:cacheprovider -m netem "$@"

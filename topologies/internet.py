@@ -94,7 +94,7 @@ ROUTES = {
 
 
 class InternetTopo(PlannedTopo):
-    """A home LAN reaches a university, a cloud and a corporation over a backbone.
+    r"""A home LAN reaches a university, a cloud and a corporation over a backbone.
 
     ::
 
@@ -102,7 +102,7 @@ class InternetTopo(PlannedTopo):
                                          /        |
       home1 --.                         /         |
       home2 ---+ homelan - hgw - isp - bb1 ------ bb3 ---- cloudgw -- cloudlan -- srv1..
-       ...  --'  192.168.1.0/24         \ (chord) |                  10.20.30.0/24
+       ...  --'  192.168.1.0/24         \         |                  10.20.30.0/24
                                          \        |
                                           '----- bb4 ---- corpgw ---- office    10.0.0.0/8
 

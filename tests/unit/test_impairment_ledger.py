@@ -1,0 +1,184 @@
+"""The impairment ledger against captures whose impairments are known.
+
+The captures in tests/data/ledger/ come from make_captures.py (scapy, no
+randomness), which also writes truth.json: what the generator's "link" did to
+each packet. The ledger must find exactly that -- and a changed generator must
+be re-run (the byte-for-byte test below says so).
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+from wirelab import impairment_ledger as L
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, "tests", "data", "ledger")
+UP, DOWN = os.path.join(DATA, "upstream.pcap"), os.path.join(DATA, "downstream.pcap")
+CLIENT, SERVER = "10.1.0.1", "10.2.0.1"
+
+
+@pytest.fixture(scope="module")
+def truth():
+    with open(os.path.join(DATA, "truth.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def ledger():
+    return L.build_ledger(UP, DOWN, "upstream", "downstream")
+
+
+def _ids(entries):
+    return sorted(e["ip_id"] for e in entries)
+
+
+def test_committed_captures_are_what_the_generator_writes(tmp_path):
+    sys.path.insert(0, DATA)
+    try:
+        import make_captures
+    finally:
+        sys.path.remove(DATA)
+    make_captures.main(str(tmp_path))
+    for name in ("upstream.pcap", "downstream.pcap", "truth.json"):
+        with open(tmp_path / name, "rb") as a, open(os.path.join(DATA, name), "rb") as b:
+            assert a.read() == b.read(), f"{name} is stale: re-run make_captures.py"
+
+
+def test_before_side_is_found_per_direction(ledger):
+    fwd = ledger.for_direction(CLIENT)
+    rev = ledger.for_direction(SERVER)
+    assert (fwd.before, fwd.after) == ("upstream", "downstream")
+    assert (rev.before, rev.after) == ("downstream", "upstream")
+    # Swapping the arguments must not change who is before whom.
+    swapped = L.build_ledger(DOWN, UP, "downstream", "upstream")
+    assert swapped.for_direction(CLIENT).before == "upstream"
+
+
+@pytest.mark.parametrize("who,ip", [("c", CLIENT), ("s", SERVER)])
+def test_every_fate_matches_the_generator(ledger, truth, who, ip):
+    d = ledger.for_direction(ip)
+    sent = [p for p in truth["packets"] if p["who"] == who]
+    assert len(d.departures) == len(sent)
+    by_id = {dep.packet.ip_id: dep for dep in d.departures}
+    for p in sent:
+        dep = by_id[p["ip_id"]]
+        want = {"deliver": "delivered", "drop": "dropped", "dup": "duplicated"}[p["fate"]]
+        assert dep.fate == want, p["label"]
+        assert dep.reordered == p["reordered"], p["label"]
+    assert d.unexpected == []
+
+
+def test_forward_summary_counts(ledger, truth):
+    s = ledger.for_direction(CLIENT).summary()
+    c = [p for p in truth["packets"] if p["who"] == "c"]
+    assert s["all"] == {
+        "departed": len(c),
+        "arrived_once": sum(p["fate"] == "deliver" for p in c),
+        "dropped": sum(p["fate"] == "drop" for p in c),
+        "duplicated": sum(p["fate"] == "dup" for p in c),
+        "extra_copies": sum(p["fate"] == "dup" for p in c),
+        "reordered": sum(p["reordered"] for p in c),
+    }
+    assert _ids(s["dropped"]) == sorted(p["ip_id"] for p in c if p["fate"] == "drop")
+    assert [e["rel_seq"] for e in s["reordered"]] == [801]  # segment 9
+    assert [e["rel_seq"] for e in s["duplicated"]] == [601]  # segment 7
+    # The one-way delay is the generator's 5 ms, 8 ms for the held segment.
+    assert s["owd_ms"]["min"] == pytest.approx(5.0, abs=1e-3)
+    assert s["owd_ms"]["max"] == pytest.approx(8.0, abs=1e-3)
+
+
+def test_each_dropped_segment_is_proved_recovered(ledger, truth):
+    rec = ledger.for_direction(CLIENT).summary()["recovery"]
+    assert rec["dropped_with_sequence_space"] == 3  # SYN, segment 4, FIN
+    assert rec["retransmitted"] == 3 and rec["unrecovered"] == []
+    by_flags = {(r["flags"], r["rel_seq"]): r for r in rec["details"]}
+    syn = by_flags[("S", 0)]
+    assert syn["retransmitted_after_ms"] == pytest.approx(1000.0, abs=1e-3)
+    assert syn["delivered_after_ms"] == pytest.approx(1005.0, abs=1e-3)
+    seg4 = by_flags[("P.", 301)]
+    assert seg4["transmissions"] == 2
+    fin = by_flags[("F.", 1201)]
+    assert fin["retransmitted_after_ms"] == pytest.approx(200.0, abs=1e-3)
+
+
+def test_dropped_pure_ack_needs_no_retransmission(ledger):
+    rev = ledger.for_direction(SERVER).summary()
+    assert rev["all"]["dropped"] == 1 and rev["dropped"][0]["flags"] == "."
+    assert rev["recovery"]["dropped_with_sequence_space"] == 0
+
+
+def _pkt(i, seq, length, ip_id, t_ms, flags=L.ACK):
+    return L.Packet(index=i, ts_ns=int(t_ms * 1e6), src="1.1.1.1", sport=1, dst="2.2.2.2",
+                    dport=2, ip_id=ip_id, seq=seq, ack=1, flags=flags, payload_len=length,
+                    tsval=None)
+
+
+def test_an_unrecovered_drop_is_reported():
+    before = [_pkt(0, 0, 100, 1, 0), _pkt(1, 100, 100, 2, 1), _pkt(2, 200, 100, 3, 2)]
+    after = [_pkt(0, 0, 100, 1, 5), _pkt(1, 200, 100, 3, 7)]
+    d = L.build_ledger(before, after).directions[0]
+    rec = d.summary()["recovery"]
+    assert rec["recovered"] == 0
+    assert rec["unrecovered"][0]["missing"] == [[100, 200]]
+
+
+def test_retransmission_with_other_segmentation_covers_the_bytes():
+    # 100..300 lost as two segments, sent again as one 200-byte segment.
+    before = [_pkt(0, 0, 100, 1, 0), _pkt(1, 100, 100, 2, 1), _pkt(2, 200, 100, 3, 2),
+              _pkt(3, 100, 200, 4, 50)]
+    after = [_pkt(0, 0, 100, 1, 5), _pkt(1, 100, 200, 4, 55)]
+    rec = L.build_ledger(before, after).directions[0].summary()["recovery"]
+    assert rec["recovered"] == 2 and rec["retransmitted"] == 2
+
+
+def test_lost_spurious_retransmission_was_delivered_earlier():
+    before = [_pkt(0, 0, 100, 1, 0), _pkt(1, 0, 100, 2, 300)]
+    after = [_pkt(0, 0, 100, 1, 5)]
+    rec = L.build_ledger(before, after).directions[0].summary()["recovery"]
+    assert rec["details"][0]["how"] == "delivered_earlier"
+
+
+def test_reordering_counts_only_late_packets():
+    before = [_pkt(i, i * 100, 100, i + 1, i) for i in range(5)]
+    # 3 overtakes 1 and 2: 1 and 2 are late (RFC 4737), 3 is not.
+    order = [0, 3, 1, 2, 4]
+    after = [_pkt(k, before[i].seq, 100, i + 1, 10 + k) for k, i in enumerate(order)]
+    d = L.build_ledger(before, after).directions[0]
+    assert [dep.reordered for dep in d.departures] == [False, True, True, False, False]
+
+
+def test_non_capture_is_refused(tmp_path):
+    p = tmp_path / "x.pcap"
+    p.write_bytes(b"not a capture at all")
+    with pytest.raises(L.LedgerError):
+        L.read_packets(str(p))
+
+
+# --------------------------------------------------------------- rate statistics
+def test_wilson_interval_known_values():
+    lo, hi = L.wilson_interval(10, 100, z=1.959963984540054)
+    # Reference values (Wilson 1927; e.g. statsmodels proportion_confint method="wilson").
+    assert lo == pytest.approx(0.05522, abs=1e-4)
+    assert hi == pytest.approx(0.17437, abs=1e-4)
+    assert L.wilson_interval(0, 50, z=3.29)[0] == 0.0
+    assert L.wilson_interval(50, 50, z=3.29)[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        L.wilson_interval(1, 0)
+
+
+def test_false_alarm_probability_is_small_and_exact():
+    p = L.false_alarm_probability(0.02, 2000, z=L.Z_9999)
+    assert 0 < p < 2e-4
+    # A 95% interval on the same sample misses about 5% of the time.
+    assert 0.02 < L.false_alarm_probability(0.02, 2000, z=1.96) < 0.09
+
+
+def test_netem_model_of_loss_and_duplication():
+    m = L.netem_expected_rates(loss=0.1, duplicate=0.0)
+    assert m["dropped"] == pytest.approx(0.1)
+    m = L.netem_expected_rates(loss=0.1, duplicate=0.2)
+    # netem decides duplication first, then loss removes one copy.
+    assert m["dropped"] == pytest.approx(0.1 * 0.8)

@@ -69,14 +69,34 @@ def draw_destinations(tables, count, rng):
     return sorted(picks, key=lambda a: int(ipaddress.IPv4Address(a)))
 
 
+RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST = 1, 2, 3, 5
+LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
+
+
 def reference_choice(local, main_table, dst):
-    """The kernel's default policy: local table, then main (then default, empty)."""
+    """What the kernel's output route lookup answers for ``dst``, predicted.
+
+    Longest-prefix match over the tables in the order of the kernel's default
+    policy rules (local, then main), with the special destinations that
+    ip_route_output_key() decides before or beside the FIB lookup:
+    0.0.0.0 means "this host" (local, via lo); 255.255.255.255 and multicast
+    destinations take the matching route's device but are broadcast/multicast,
+    never sent to a gateway. A local-type match goes out through lo.
+    """
+    addr = ipaddress.IPv4Address(dst)
+    if int(addr) == 0:
+        return {"table": "special", "type": RTN_LOCAL, "gateway": None, "dev": "lo"}
     route = lpm(local, dst)
     if route is not None:
-        return {"table": "local", "type": route["type"], "gateway": None, "dev": route["dev"]}
+        dev = "lo" if route["type"] == RTN_LOCAL else route["dev"]
+        return {"table": "local", "type": route["type"], "gateway": None, "dev": dev}
     route = lpm(main_table, dst)
     if route is None:
         return None
+    if addr == LIMITED_BROADCAST or addr in MULTICAST:
+        kind = RTN_BROADCAST if addr == LIMITED_BROADCAST else RTN_MULTICAST
+        return {"table": "main", "type": kind, "gateway": None, "dev": route["dev"]}
     return {"table": "main", "type": route["type"], "gateway": route["gateway"], "dev": route["dev"]}
 
 

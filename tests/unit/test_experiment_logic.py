@@ -57,6 +57,13 @@ def test_routing_reference_uses_local_table_first():
     assert routing.reference_choice(local, main, "10.1.2.3")["gateway"] == "10.0.1.1"
     assert routing.reference_choice(local, main, "10.9.2.3")["gateway"] == "10.0.0.1"
     assert routing.reference_choice(local, main, "192.0.2.1") is None
+    # the kernel's special destinations
+    assert routing.reference_choice(local, main, "0.0.0.0")["dev"] == "lo"
+    assert routing.reference_choice(local, main, "10.0.0.2")["dev"] == "lo"
+    default = main + [{"dst": "0.0.0.0/0", "type": 1, "gateway": "10.0.0.1", "dev": "r1-eth0"}]
+    mc = routing.reference_choice(local, default, "239.1.2.3")
+    assert (mc["type"], mc["gateway"], mc["dev"]) == (routing.RTN_MULTICAST, None, "r1-eth0")
+    assert routing.reference_choice(local, default, "255.255.255.255")["type"] == routing.RTN_BROADCAST
 
 
 def test_routing_destinations_cover_prefix_edges():

@@ -224,21 +224,33 @@ class TracerouteExperiment(Experiment):
         import matplotlib.pyplot as plt
         with open(self.path("hops.json")) as f:
             hops = json.load(f)
+        import statistics
         for topology in sorted({h["pair"].split(":")[0] for h in hops}):
+            mine = [h for h in hops if h["pair"].startswith(topology + ":")]
             fig, ax = plt.subplots(figsize=(8, 4.5))
-            for h in hops:
-                if not h["pair"].startswith(topology + ":"):
-                    continue
-                xs, ys = [], []
-                for ttl, samples in enumerate(h["rtts_ms"], 1):
-                    xs += [ttl] * len(samples)
-                    ys += samples
-                ax.plot(xs, ys, "o-", ms=3, lw=0.8, label=h["pair"].split(":")[1])
+            if len(mine) <= 4:
+                # few pairs: each pair's median per hop, whiskers to min and max
+                for h in mine:
+                    xs = [t for t, r in enumerate(h["rtts_ms"], 1) if r]
+                    med = [statistics.median(r) for r in h["rtts_ms"] if r]
+                    lo = [m - min(r) for m, r in zip(med, [r for r in h["rtts_ms"] if r])]
+                    hi = [max(r) - m for m, r in zip(med, [r for r in h["rtts_ms"] if r])]
+                    ax.errorbar(xs, med, yerr=[lo, hi], fmt="o-", ms=4, capsize=3,
+                                label=h["pair"].split(":")[1])
+                ax.legend(fontsize=8)
+            else:
+                # many pairs: every probe's RTT, grouped by hop
+                by_hop = {}
+                for h in mine:
+                    for ttl, r in enumerate(h["rtts_ms"], 1):
+                        by_hop.setdefault(ttl, []).extend(r)
+                ttls = sorted(by_hop)
+                ax.boxplot([by_hop[t] for t in ttls], positions=ttls, widths=0.5)
+                ax.set_xticks(ttls)
             ax.set_xlabel("hop (TTL)")
             ax.set_ylabel("RTT (ms)")
-            ax.set_title(f"traceroute per-hop RTT, {topology}")
-            if len(ax.lines) <= 12:
-                ax.legend(fontsize=7)
+            ax.set_title(f"traceroute per-hop RTT, {topology} ({len(mine)} pairs, "
+                         f"{PROBES_PER_HOP} probes per hop)")
             fig.tight_layout()
             fig.savefig(self.path(f"rtt-{topology}.png"), dpi=110)
             plt.close(fig)

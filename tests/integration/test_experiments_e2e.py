@@ -1,0 +1,63 @@
+"""Experiments end to end, as a user runs them: exit code, claims, evidence files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_experiment(name, tmp_path, *args):
+    out = tmp_path / name
+    done = subprocess.run([os.path.join(REPO, "experiments", f"{name}.py"), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=600)
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else None
+    return done, out, metrics
+
+
+def test_routing_end_to_end(tmp_path, host_state):
+    done, out, metrics = run_experiment("routing", tmp_path, "--destinations", "300", "--seed", "7")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert metrics["status"] == "pass"
+    assert all(c["ok"] for c in metrics["claims"]) and len(metrics["claims"]) == 5
+    lookups = json.loads((out / "lookups.json").read_text())
+    assert len(lookups) >= 5 and all(len(r["checks"]) == 300 for r in lookups.values())
+    assert metrics["metrics"]["packets"]["confirmed"] == metrics["metrics"]["packets"]["sent"] > 0
+    assert any(p.suffix == ".pcap" for p in out.iterdir())
+    assert json.loads((out / "params.json").read_text())["params"]["destinations"] == 300
+    assert "all claims hold" in done.stdout
+
+
+def test_traceroute_end_to_end(tmp_path, host_state):
+    done, out, metrics = run_experiment("traceroute", tmp_path, "--line-routers", "4",
+                                        "--internet-pairs", "4", "--wait", "1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert [c["ok"] for c in metrics["claims"]] == [True] * 5
+    pairs = json.loads((out / "pairs.json").read_text())
+    line = [p for p in pairs if p["topology"] == "line"]
+    assert [p["expected_path"] for p in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]]
+    assert (out / "rtt-line.png").stat().st_size > 1000
+    assert (out / "rtt-internet.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--line-routers", "0"], "line_routers must be between 1 and 60"),
+    (["--line-routers", "abc"], "line_routers: expected int, got 'abc'"),
+    (["--wait", "-1"], "wait must be between"),
+])
+def test_bad_parameters_one_line_no_state(tmp_path, host_state, args, message):
+    done, out, _ = run_experiment("traceroute", tmp_path, *args)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]   # argparse's usage, then one error line
+    assert last.startswith("experiments/traceroute.py: error:") and message in last
+    assert "Traceback" not in done.stderr
+    assert not out.exists(), "nothing is created for bad parameters"
+
+
+def test_suite_help():
+    done = subprocess.run([sys.executable, "-m", "wirelab.suite", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "report" in done.stdout

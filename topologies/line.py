@@ -52,7 +52,7 @@ class LineTopo(PlannedTopo):
     table: the two connected links, then the links beyond each neighbour
     summarised into the fewest prefixes (ipaddress.summarize_address_range),
     so a table holds at most about 2 x log2(links) routes even for n=200.
-    E.g. n=5, r3: links 0..1 -> 10.0.0.0/23 via 10.0.1.1 (r2); links 4..5 ->
+    E.g. n=5, r3: links 0..1 -> 10.0.0.0/23 via 10.0.2.1 (r2); links 4..5 ->
     10.0.4.0/23 via 10.0.3.2 (r4). No router has a default route: an address
     outside the plan is unreachable rather than bounced along the line.
     h1 and h2 route by default via their router.

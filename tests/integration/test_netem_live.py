@@ -169,16 +169,6 @@ def test_fault_table_lives_in_the_node_and_goes_at_teardown():
     assert fault.counts() == {"matched": 0, "dropped": 0}
 
 
-def test_fault_validation_rejects_bad_values():
-    from wirelab.errors import ConfigError
-    for bad in (dict(n=0, dport=80), dict(n=1, dport=0), dict(n=1, dport=80, direction="up"),
-                dict(n=1, dport=80, src="not-an-ip"), dict(n=True, dport=80)):
-        with pytest.raises(ConfigError):
-            faults.DropNthDataSegment(**bad)
-    with pytest.raises(ConfigError):
-        faults.DropFirstFin(direction="sideways", dport=80)
-
-
 # ----------------------------------------------------- no sch_netem (host)
 
 def test_without_sch_netem_apply_raises_clear_error(tb):

@@ -34,9 +34,10 @@ counts are kept, so :meth:`Fault.dropped` still answers after the run.
 import dataclasses
 import ipaddress
 import json
+import os
 import weakref
 
-from .errors import ConfigError, WirelabError
+from .errors import CommandError, ConfigError, PreflightError, WirelabError
 
 #: numgen's modulus: the counter wraps only after this many packets.
 _NUMGEN_MOD = 2**32 - 1
@@ -44,6 +45,11 @@ _NUMGEN_MOD = 2**32 - 1
 _PRIORITY = -300
 _DIRECTIONS = ("to_server", "to_client")
 _NFT_TIMEOUT = 10
+
+class FaultsUnavailableError(PreflightError):
+    """The kernel's nf_tables cannot hold an inet table (e.g. Debian's UML 6.1,
+    built with the bridge family only): install faults on a full kernel."""
+
 
 # tb -> {node name: _Table}
 _TABLES = weakref.WeakKeyDictionary()
@@ -61,11 +67,18 @@ class _Table:
         self.tb, self.node = tb, node
         self.name = table_name(tb.run_id)
         self.faults = []
-        tb.run(node, ["nft", "-f", "-"], timeout=_NFT_TIMEOUT, input=(
-            f"table inet {self.name} {{\n"
-            f"  chain pre {{ type filter hook prerouting priority {_PRIORITY}; policy accept; }}\n"
-            f"  chain out {{ type filter hook output priority {_PRIORITY}; policy accept; }}\n"
-            "}\n"))
+        try:
+            tb.run(node, ["nft", "-f", "-"], timeout=_NFT_TIMEOUT, input=(
+                f"table inet {self.name} {{\n"
+                f"  chain pre {{ type filter hook prerouting priority {_PRIORITY}; policy accept; }}\n"
+                f"  chain out {{ type filter hook output priority {_PRIORITY}; policy accept; }}\n"
+                "}\n"))
+        except CommandError as exc:
+            if "Operation not supported" in exc.stderr or "No such file or directory" in exc.stderr:
+                raise FaultsUnavailableError(
+                    f"this kernel's nf_tables has no inet family ({os.uname().release}): "
+                    "targeted faults need the host kernel, not User-Mode Linux") from exc
+            raise
         tb.add_cleanup(f"nft table {self.name} on {node.name}", self.remove)
 
     def load(self, text):

@@ -161,7 +161,9 @@ class PlannedTopo(Topo):
         self._role[name] = "lan"
         self._intfs[name] = {}
         self._seg_net[name] = ipaddress.ip_network(subnet)
-        return self.addSwitch(name, cls=LanBridge)
+        # Explicitly: mn passes inNamespace=False to every switch, which would
+        # put the bridge (and its br0) in the root namespace.
+        return self.addSwitch(name, cls=LanBridge, inNamespace=True)
 
     def _link(self, a, b, addr_a, addr_b, segment):
         params1 = {"addrs": [addr_a]} if addr_a else {}

@@ -46,7 +46,7 @@ def infra_link(owner, index):
 
 # (a, b, subnet): a gets host .1 of the /30, b host .2. The order fixes the
 # interface names (docstring); do not reorder.
-LINKS = [
+INTERNET_LINKS = [
     ("isp", "hgw", ACCESS_NET),           # isp-eth0 .1      hgw-eth0 .2
     ("bb1", "isp", infra_link(1, 0)),     # bb1-eth0 172.16.1.1   isp-eth1 .2
     ("bb1", "bb2", infra_link(1, 1)),     # bb1-eth1 172.16.1.5   bb2-eth0 .6
@@ -64,7 +64,7 @@ LINKS = [
 
 def _addr(a, b):
     """The address of ``b``'s end of the link between ``a`` and ``b``."""
-    for x, y, net in LINKS:
+    for x, y, net in INTERNET_LINKS:
         if {x, y} == {a, b}:
             return str(net.network_address + (1 if b == x else 2))
     raise KeyError((a, b))
@@ -72,7 +72,7 @@ def _addr(a, b):
 
 # Static routes, next hop given as the neighbour's name; connected routes are
 # the kernel's. Kept in step with the class docstring by a unit test.
-ROUTES = {
+INTERNET_ROUTES = {
     "hgw": [("default", "isp")],
     "isp": [(str(HOME_NET), "hgw"), ("default", "bb1")],
     "bb1": [(str(HOME_NET), "isp"), (str(ISP_CUSTOMERS), "isp"),
@@ -217,7 +217,7 @@ class InternetTopo(PlannedTopo):
         home_gw = str(HOME_NET.network_address + 1)
         cloud_gw = str(CLOUD_NET.network_address + 1)
 
-        for router, routes in ROUTES.items():
+        for router, routes in INTERNET_ROUTES.items():
             self.router(router, routes=[(dst, _addr(router, via)) for dst, via in routes])
         for name in self.home_hosts:
             self.host(name, routes=[("default", home_gw)])
@@ -228,7 +228,7 @@ class InternetTopo(PlannedTopo):
         self.lan("homelan", HOME_NET)
         self.lan("cloudlan", CLOUD_NET)
 
-        for a, b, net in LINKS:
+        for a, b, net in INTERNET_LINKS:
             self.p2p(a, b, net)
         self.join("hgw", "homelan", 1)          # hgw-eth1
         self.join("cloudgw", "cloudlan", 1)     # cloudgw-eth1

@@ -398,3 +398,37 @@ def test_file_works_the_way_mn_custom_loads_it(name, tmp_path):
                           text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "ConfigError"
+
+
+def _top_level_names(path):
+    import ast
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/mn"), reason="Mininet's mn script is not installed")
+@pytest.mark.parametrize("name", ["line", "cluster", "dumbbell", "internet"])
+def test_file_does_not_clobber_mns_globals(name):
+    """mn copies every top-level name of a --custom file into its own globals:
+    a constant called LINKS once replaced mn's link table and broke it."""
+    mine = _top_level_names(os.path.join(REPO, "topologies", f"{name}.py"))
+    mns = _top_level_names("/usr/bin/mn")
+    harmless = {"os", "sys", "topos"}   # same modules; 'topos' is merged on purpose
+    assert (mine & mns) - harmless == set()
+
+
+def test_lans_ask_for_their_own_namespace():
+    # mn passes inNamespace=False to every switch; without this the bridges
+    # (each with a br0) would land in the root namespace and collide.
+    topo = InternetTopo()
+    for lan in topo.lan_names():
+        assert topo.nodeInfo(lan)["inNamespace"] is True

@@ -246,6 +246,15 @@ class PlannedTopo(Topo):
         """{segment: network}: one per direct link (``'a--b'``) and per LAN."""
         return dict(self._seg_net)
 
+    def segments(self):
+        """{(node, ifname): segment} for every interface, bridge ports included."""
+        return dict(self._segment)
+
+    def neighbours(self, node):
+        """The nodes (LANs included) at the other end of ``node``'s links, in port order."""
+        self._need(node)
+        return [self._peer[(node, i)][0] for i in self._intfs[node]]
+
     def segment_ends(self, segment):
         """[(node, ifname, 'ip/len' or None)] on one link or LAN."""
         return [(n, i, self._intfs[n][i])

@@ -43,11 +43,10 @@ class ClusterTopo(PlannedTopo):
 
     ::
 
-                     10.2.0.0/24                 10.0.0.0/30            10.1.0.0/24
-        client1 --.                                                     .-- manager  .2
-          ...      >-- clilan -- edge ----------------------- gw -- srvlan --- w1   .11
-        clientM --'          .1  edge-eth1  edge-eth0 .2  .1 gw-eth0  gw-eth1 .1   ...
-                                                                         '-- wN   .(10+N)
+        client1 --.                                                       .-- manager 10.1.0.2
+          ...      +-- clilan ---- edge ---------------- gw ---- srvlan --+--- w1      10.1.0.11
+        clientM --'         eth1 .1    eth0 .2     .1 eth0    eth1 .1     '-- wN      10.1.0.(10+N)
+        10.2.0.(10+k)  10.2.0.0/24         10.0.0.0/30            10.1.0.0/24
 
     Parameters: ``workers`` (default 3) and ``clients`` (default 1), each
     1..244.

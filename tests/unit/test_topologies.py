@@ -111,7 +111,7 @@ def test_every_static_route_has_an_on_link_next_hop(topo):
 def test_every_address_reachable_from_every_node_without_loops(topo):
     """Forward with LPM over the intended tables, from each node to every
     address in the plan (hosts and router interfaces), and back."""
-    tables, owners, segments = topo.tables(), topo.owners(), topo._segment
+    tables, owners, segments = topo.tables(), topo.owners(), topo.segments()
     sources = topo.router_names() + topo.host_names()
     targets = list(owners)
     if len(sources) > 50:   # line200: every node to both hosts, hosts to everything
@@ -274,7 +274,7 @@ def test_internet_backbone_is_default_free_and_stubs_use_defaults():
 def test_internet_backbone_has_two_paths_between_every_pair():
     topo = InternetTopo()
     bb = [r for r in topo.router_names() if r.startswith("bb")]
-    adjacency = {r: {topo._peer[(r, i)][0] for i in topo.interfaces(r)} & set(bb) for r in bb}
+    adjacency = {r: set(topo.neighbours(r)) & set(bb) for r in bb}
     for a in bb:
         for b in bb:
             if a == b:
@@ -314,8 +314,8 @@ def test_internet_interfaces_as_documented():
     topo = InternetTopo()
     doc = " ".join(InternetTopo.__doc__.split())
     for router in topo.router_names():
-        facing = ", ".join(f"{i.split('-')[1]} {topo._peer[(router, i)][0]}"
-                           for i in topo.interfaces(router))
+        facing = ", ".join(f"{i.split('-')[1]} {peer}" for i, peer in
+                           zip(topo.interfaces(router), topo.neighbours(router)))
         assert f"{router} {facing}" in doc, f"{router}: {facing}"
 
 

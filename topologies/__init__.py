@@ -74,25 +74,10 @@ class LongPathRouter(LinuxRouter):
 class LongPathHost(Host):
     """A host whose packets start with TTL 255, for paths of more than 63 routers.
 
-    Records the sysctl it changes and restores it, like :class:`LinuxRouter`
-    (whose ``_sysctl`` it borrows: the core keeps sysctl handling on routers).
+    The sysctl is set in the host's namespace, recorded and restored (NetlinkNode).
     """
 
     SYSCTLS = {"net/ipv4/ip_default_ttl": str(MAX_TTL)}
-
-    def config(self, **params):
-        self.wl_saved_sysctls = {}
-        for key, value in self.SYSCTLS.items():
-            self.wl_saved_sysctls[key] = LinuxRouter._sysctl(self, key, value)
-        return super().config(**params)
-
-    def terminate(self):
-        for key, old in getattr(self, "wl_saved_sysctls", {}).items():
-            try:
-                LinuxRouter._sysctl(self, key, old)
-            except OSError:
-                pass  # the namespace is already gone: nothing left to restore
-        super().terminate()
 
 
 class PlannedTopo(Topo):

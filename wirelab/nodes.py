@@ -40,9 +40,47 @@ def _route_spec(route):
 
 
 class NetlinkNode(Node):
-    """A namespaced node whose interfaces, addresses and routes come from params."""
+    """A namespaced node whose interfaces, addresses and routes come from params.
+
+    ``SYSCTLS`` ({key under /proc/sys: value}) are set in the node's own network
+    namespace when it is configured; the old values are recorded and restored
+    when it terminates (it matters when a namespace outlives the node, as with
+    ``mn``'s CLI, and it documents exactly what each kind of node changes).
+    """
+
+    SYSCTLS = {}
 
     def config(self, routes=(), lo="up", **_params):
+        self.wl_saved_sysctls = {}
+        for key, value in self.SYSCTLS.items():
+            self.wl_saved_sysctls[key] = self._sysctl(key, value)
+        return self._config_links(routes, lo)
+
+    def _sysctl(self, key, value=None):
+        """Read (and optionally write) a sysctl in this node's namespace."""
+        with entered(self):
+            fd = os.open(f"/proc/sys/{key}", os.O_RDWR if value is not None else os.O_RDONLY)
+        try:
+            old = os.read(fd, 64).decode().strip()
+            if value is not None:
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, value.encode())
+            return old
+        finally:
+            os.close(fd)
+
+    def sysctl(self, key):
+        return self._sysctl(key)
+
+    def terminate(self):
+        for key, old in getattr(self, "wl_saved_sysctls", {}).items():
+            try:
+                self._sysctl(key, old)
+            except OSError:
+                pass  # the namespace is already gone: nothing left to restore
+        super().terminate()
+
+    def _config_links(self, routes, lo):
         # Deliberately not Node.config(): that sets the auto-assigned 10.x/8
         # address with ifconfig. Ours come from the topology's address plan.
         self.wl_routes = [_route_spec(r) for r in routes]
@@ -82,12 +120,8 @@ class Host(NetlinkNode):
 
 
 class LinuxRouter(NetlinkNode):
-    """A router: IPv4 forwarding on, the changed sysctls recorded and restored.
-
-    The sysctls live in the node's own network namespace, so restoring them
-    matters when a namespace is reused (``mn`` CLI, long-lived nodes), and it
-    documents exactly what a router is: a host that forwards.
-    """
+    """A router: a host that forwards. IPv4 forwarding on, plus the ICMP
+    settings below; every sysctl changed is recorded and restored."""
 
     SYSCTLS = {
         "net/ipv4/ip_forward": "1",
@@ -100,36 +134,6 @@ class LinuxRouter(NetlinkNode):
         "net/ipv4/icmp_ratelimit": "0",
     }
 
-    def config(self, **params):
-        self.wl_saved_sysctls = {}
-        for key, value in self.SYSCTLS.items():
-            self.wl_saved_sysctls[key] = self._sysctl(key, value)
-        return super().config(**params)
-
-    def _sysctl(self, key, value=None):
-        """Read (and optionally write) a sysctl in this node's namespace."""
-        with entered(self):
-            fd = os.open(f"/proc/sys/{key}", os.O_RDWR if value is not None else os.O_RDONLY)
-        try:
-            old = os.read(fd, 64).decode().strip()
-            if value is not None:
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, value.encode())
-            return old
-        finally:
-            os.close(fd)
-
-    def sysctl(self, key):
-        return self._sysctl(key)
-
-    def terminate(self):
-        for key, old in getattr(self, "wl_saved_sysctls", {}).items():
-            try:
-                self._sysctl(key, old)
-            except OSError:
-                pass  # the namespace is already gone: nothing left to restore
-        super().terminate()
-
 
 class LanBridge(LinuxBridge):
     """A LAN: a Linux bridge inside its own namespace, driven through netlink.
@@ -139,7 +143,9 @@ class LanBridge(LinuxBridge):
     """
 
     def __init__(self, name, **params):
-        params.setdefault("inNamespace", True)
+        # Always: mn passes inNamespace=False to every switch, and a bridge in
+        # the root namespace would collide with the next one (all are br0).
+        params["inNamespace"] = True
         super().__init__(name, **params)
 
     @classmethod

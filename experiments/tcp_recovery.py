@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from topologies.dumbbell import DumbbellTopo  # noqa: E402
 from wirelab import impairment_ledger as ledger_mod  # noqa: E402
 from wirelab.capture import Captures  # noqa: E402
-from wirelab.errors import ConfigError  # noqa: E402
+from wirelab.errors import CommandError, ConfigError  # noqa: E402
 from wirelab.experiment import Claim, Experiment, main, write_json  # noqa: E402
 from wirelab.proc import wait_until  # noqa: E402
 from wirelab.tcpflow import READY_PREFIX, payload_sha256  # noqa: E402
@@ -226,7 +226,15 @@ class TcpRecovery(Experiment):
             self._save_run(os.path.join("scenarios", name), info)
         for name in p.faults:
             self.log(f"fault {name}: {p.bytes} bytes")
-            self._save_run(os.path.join("faults", name), self.run_fault(name))
+            try:
+                info = self.run_fault(name)
+            except (CommandError, self._faults_unavailable()) as exc:
+                # nftables is unusable in some kernels (the UML guest's nf_tables
+                # refuses to create tables): a skip with its reason, not a pass.
+                reason = f"cannot install the nftables fault: {exc}"
+                self.log(f"  fault {name}: SKIPPED ({reason})")
+                info = {"skipped": reason, "seconds": 0.0}
+            self._save_run(os.path.join("faults", name), info)
         for loss in p.sweep_loss:
             spec = netem.NetemSpec(loss=loss, delay=p.base_delay)
             folder = os.path.join("sweep", f"loss-{loss:g}")
@@ -240,6 +248,11 @@ class TcpRecovery(Experiment):
                 netem.clear_netem(self.tb, self.r1, self.impaired)
             self._save_run(folder, info)
         self.metrics["offloads_after"] = self._offloads()
+
+    @staticmethod
+    def _faults_unavailable():
+        from wirelab import faults
+        return getattr(faults, "FaultsUnavailableError", CommandError)
 
     def run_fault(self, name):
         from wirelab import faults
@@ -259,6 +272,7 @@ class TcpRecovery(Experiment):
         return info
 
     def _save_run(self, folder, info):
+        os.makedirs(self.path(folder), exist_ok=True)
         write_json(self.path(folder, "run.json"), info)
         self.metrics["runs"][folder] = {"folder": folder, "seconds": info["seconds"]}
 
@@ -325,6 +339,11 @@ class TcpRecovery(Experiment):
             claims += c
         for name in p.faults:
             folder = os.path.join("faults", name)
+            skipped = self.load_run(folder).get("skipped")
+            if skipped:
+                self.metrics["faults"][name] = {"skipped": skipped}
+                self.metrics.setdefault("skipped", []).append(f"fault {name}: {skipped}")
+                continue
             m, c = self.check_transfer(folder, f"fault {name}")
             c += self.check_fault(name, m)
             self.metrics["faults"][name] = m
@@ -404,12 +423,17 @@ class TcpRecovery(Experiment):
                           "unexpected": summary["data"]["unexpected"]},
                 expected="all recovered, 0 unexpected",
                 evidence=f"{folder}/ledger.json recovery.details"))
-            retx = fa["client_to_server"]["retransmissions"] if fa else 0
+            c2s = fa["client_to_server"] if fa else {}
+            # Wireshark calls a retransmission sent within one handshake RTT of
+            # the highest segment "out-of-order" (its heuristic cannot tell), so
+            # both labels count as re-sent here.
+            resent = c2s.get("retransmissions", 0) + c2s.get("out_of_order", 0)
             need = rec["retransmitted"]
             claims.append(Claim(
-                f"{label}: the sender's retransmissions cover the ledger's drops",
-                retx >= need, measured=retx, expected=f">= {need}",
-                evidence="pcap analyser on up.pcap vs ledger drops recovered by retransmission"))
+                f"{label}: the sender re-sent at least the segments the network dropped",
+                resent >= need, measured=resent, expected=f">= {need}",
+                evidence="pcap analyser on up.pcap: retransmissions + out-of-order "
+                         "(Wireshark's label for a quick retransmission) vs ledger drops"))
         return figures, claims
 
     def check_rates(self, name, spec, m):
@@ -458,6 +482,7 @@ class TcpRecovery(Experiment):
             "fast_retransmissions": s_c2s.get("fast_retransmissions"),
             "timeout_retransmissions": s_c2s.get("timeout_retransmissions"),
             "spurious_retransmissions": s_c2s.get("spurious_retransmissions"),
+            "retransmissions_labelled_out_of_order_at_sender": s_c2s.get("out_of_order"),
             "duplicate_acks_to_sender": s_s2c.get("duplicate_acks"),
             "out_of_order_at_receiver": r_c2s.get("out_of_order"),
             "duplicate_segments_at_receiver": r_c2s.get("duplicate_segments"),
@@ -498,6 +523,9 @@ class TcpRecovery(Experiment):
                 f"{name}: one-way delay across the link is the configured delay",
                 ok, measured=f"median {owd} ms", expected=f"{d:g} ms",
                 tolerance=f"-0.5 / +{tol:g} ms", evidence="ledger: arrival minus departure time"))
+        if spec.get("delay") and not spec.get("reorder"):
+            # (netem sends a reordered packet without the delay: no RTT floor then)
+            d = spec["delay"]
             rtt = s_s2c.get("rtt_min_ms")
             claims.append(Claim(
                 f"{name}: RTT seen by the sender includes the delay",

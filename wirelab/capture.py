@@ -26,6 +26,7 @@ the node that owns the netem qdisc (see ``experiments/tcp_recovery.py``).
 import os
 import re
 import signal
+import struct
 import subprocess
 import threading
 
@@ -64,6 +65,7 @@ class Capture:
         self.result = None
         self._stderr_lines = []
         self._reader = None
+        self._intf_packets_at_start = None
 
     @property
     def name(self):
@@ -93,6 +95,9 @@ class Capture:
             self._reader.join(5)
             raise CommandError(self.argv(), self.proc.popen.returncode, self.stderr(),
                                node=getattr(self.node, "name", None))
+        # Counted after the socket is open: whatever passed before may or may
+        # not be in the file, so the file can only hold more than this delta.
+        self._intf_packets_at_start = self._intf_packets()
         return self
 
     def _read_stderr(self):
@@ -105,10 +110,43 @@ class Capture:
     def stderr(self):
         return "\n".join(self._stderr_lines)
 
+    def _intf_packets(self):
+        """Packets received plus sent on the interface so far (netlink counters)."""
+        try:
+            with self.tb.iproute(self.node) as ipr:
+                link = ipr.link("get", ifname=self.intf)[0]
+            stats = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS")
+            return stats["rx_packets"] + stats["tx_packets"]
+        except Exception:  # no counters: the caller falls back to tcpdump's own
+            return None
+
+    def wait_caught_up(self, timeout=STOP_TIMEOUT_S):
+        """Wait until the file holds every packet the interface carried since start.
+
+        SIGINT makes tcpdump stop at once: packets still in its ring buffer are
+        neither written nor counted as dropped (only "received by filter" shows
+        them). A slow reader (a busy machine, User-Mode Linux) lags behind the
+        traffic, so before stopping we wait for it to catch up. Returns True if
+        it did; on timeout the stop still happens and the counters tell.
+        """
+        start = self._intf_packets_at_start
+        if start is None or self.bpf:
+            return False  # a filter keeps only some packets: nothing to compare
+        def caught_up():
+            now = self._intf_packets()
+            return now is not None and complete_records(self.path) >= now - start
+        try:
+            wait_until(caught_up, timeout, what=f"tcpdump on {self.name} to catch up")
+            return True
+        except TimeoutError:
+            return False
+
     def stop(self, timeout=STOP_TIMEOUT_S):
-        """SIGINT tcpdump, wait, check its exit and counters, parse the file."""
+        """Let tcpdump catch up, SIGINT it, check its exit and counters, parse the file."""
         if self.result is not None:
             return self.result
+        if self.proc.running():
+            self.wait_caught_up(timeout)
         code = self.proc.stop(signal.SIGINT, timeout=timeout)
         self._reader.join(timeout)
         counters = parse_counters(self.stderr())
@@ -124,6 +162,10 @@ class Capture:
         except Exception as exc:
             packets_in_file = None
             problems.append(f"{self.path} does not parse: {exc}")
+        lost = counters.get("received by filter", 0) - counters.get("captured", 0) \
+            - counters.get("dropped by kernel", 0)
+        if lost > 0:
+            problems.append(f"tcpdump stopped with {lost} received packets not written")
         if packets_in_file is not None and "captured" in counters \
                 and packets_in_file != counters["captured"]:
             problems.append(f"file has {packets_in_file} packets, tcpdump reported "
@@ -170,6 +212,28 @@ def count_packets(path):
             return sum(1 for _ in dpkt.pcap.UniversalReader(f))
         except (ValueError, dpkt.NeedData) as exc:
             raise CaptureError(f"{path}: {exc}") from None
+
+
+def complete_records(path):
+    """Complete packet records in a classic pcap file being written (headers only)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            if len(head) < 24:
+                return 0
+            order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+            size = os.fstat(f.fileno()).st_size
+            pos, n = 24, 0
+            while pos + 16 <= size:
+                f.seek(pos + 8)
+                caplen = struct.unpack(order + "I", f.read(4))[0]
+                if pos + 16 + caplen > size:
+                    break
+                pos += 16 + caplen
+                n += 1
+            return n
+    except OSError:
+        return 0
 
 
 class Captures:

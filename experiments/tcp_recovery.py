@@ -642,13 +642,15 @@ class TcpRecovery(Experiment):
             t0 = segs[0]["ts_ns"]
             data = [s for s in segs if s["dir"] == 0 and s["len"] > 0]
             acks = [s for s in segs if s["dir"] == 1 and s["flags"] & 0x10]
-            first = [s for s in data if not s["analysis"] & F.ANY_RETRANSMISSION]
-            retx = [s for s in data if s["analysis"] & F.ANY_RETRANSMISSION]
+            # A quick retransmission is "out-of-order" to Wireshark: mark both.
+            resent = F.ANY_RETRANSMISSION | F.OUT_OF_ORDER
+            first = [s for s in data if not s["analysis"] & resent]
+            retx = [s for s in data if s["analysis"] & resent]
             fig, ax = plt.subplots(figsize=(9, 5))
             ax.plot([(s["ts_ns"] - t0) / 1e6 for s in first], [s["rel_seq"] / 1e3 for s in first],
                     ".", ms=2, color="tab:blue", label="data (first transmission)")
             ax.plot([(s["ts_ns"] - t0) / 1e6 for s in retx], [s["rel_seq"] / 1e3 for s in retx],
-                    "x", ms=5, color="tab:red", label=f"retransmission ({len(retx)})")
+                    "x", ms=5, color="tab:red", label=f"re-sent ({len(retx)}; Wireshark: retransmission or out-of-order)")
             ax.step([(s["ts_ns"] - t0) / 1e6 for s in acks], [s["rel_ack"] / 1e3 for s in acks],
                     where="post", lw=0.8, color="tab:green", label="cumulative ACK")
             try:

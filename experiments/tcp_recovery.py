@@ -489,6 +489,9 @@ class TcpRecovery(Experiment):
             "ledger_dropped_data": led.get("data_dropped"),
             "ledger_duplicated_data": led.get("data_extra_copies"),
             "ledger_reordered_data": led.get("data_reordered"),
+            # netem's own drop counter (all packets, ARP included) beside the ledger's (TCP).
+            "netem_qdisc_drops": ((m.get("netem") or {}).get("stats") or {}).get("drops"),
+            "ledger_dropped_all": led.get("dropped"),
         }
         if spec.get("loss") and led.get("data_dropped", 0) >= 3:
             claims.append(Claim(
@@ -538,9 +541,9 @@ class TcpRecovery(Experiment):
         claims = []
         fault = m.get("fault") or {}
         counts = fault.get("counts", {})
-        claims.append(Claim(f"fault {name}: nftables dropped exactly one packet",
+        claims.append(Claim(f"fault {name}: the fault rule dropped exactly one packet",
                             counts.get("dropped") == 1, measured=counts, expected={"dropped": 1},
-                            evidence="nft counters in r1"))
+                            evidence="the rule's packet counters in r1 (nftables, or iptables-legacy in UML)"))
         folder = os.path.join("faults", name)
         with open(self.path(folder, "ledger.json")) as f:
             led = json.load(f)

@@ -182,3 +182,44 @@ def test_netem_model_of_loss_and_duplication():
     m = L.netem_expected_rates(loss=0.1, duplicate=0.2)
     # netem decides duplication first, then loss removes one copy.
     assert m["dropped"] == pytest.approx(0.1 * 0.8)
+
+
+# ------------------------------------------- the experiment's pure logic (tcp_recovery)
+def _tcp_recovery():
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    try:
+        import tcp_recovery
+    finally:
+        sys.path.remove(os.path.join(REPO, "experiments"))
+    return tcp_recovery
+
+
+def test_mathis_model():
+    tr = _tcp_recovery()
+    # 1448-byte MSS, 10 ms RTT, 1% loss: 1448*8/0.01 * 1.2247/0.1 = 14.19 Mbit/s.
+    assert tr.mathis_goodput_bps(1448, 0.010, 0.01) == pytest.approx(14.187e6, rel=1e-3)
+    # Four times the loss halves the rate.
+    assert tr.mathis_goodput_bps(1448, 0.01, 0.04) == pytest.approx(
+        tr.mathis_goodput_bps(1448, 0.01, 0.01) / 2)
+    with pytest.raises(ValueError):
+        tr.mathis_goodput_bps(1448, 0.01, 0)
+
+
+@pytest.mark.parametrize("bad", [
+    {"scenarios": ("loss", "jitter")}, {"faults": ("nth", "nth")}, {"bytes": 10},
+    {"loss": 0}, {"loss": 60}, {"sweep_loss": (1.0, 0.0)}, {"delay": 0.5},
+    {"scenarios": ("none",), "faults": ("none",)}])
+def test_scenario_parameters_are_validated(bad):
+    from wirelab.errors import ConfigError
+    tr = _tcp_recovery()
+    with pytest.raises(ConfigError):
+        tr.TcpRecoveryParams(**bad)
+
+
+def test_none_selects_nothing_and_specs_follow_parameters():
+    tr = _tcp_recovery()
+    p = tr.TcpRecoveryParams(scenarios=("none",), faults=("nth",), loss=4.0)
+    assert p.scenarios == () and p.faults == ("nth",)
+    specs = tr.scenario_specs(p)
+    assert specs["loss"]["loss"] == 4.0 and specs["combo"]["loss"] == 2.0
+    assert set(specs) == set(tr.SCENARIOS)

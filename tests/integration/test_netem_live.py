@@ -1,5 +1,5 @@
-"""Live tests of netem (needs sch_netem: runs in User-Mode Linux) and of the
-targeted nft faults (host kernel).
+"""Live tests of netem (needs sch_netem: runs in User-Mode Linux); the targeted
+faults are tested in test_faults.py.
 
 ::
 
@@ -14,23 +14,16 @@ Netem tests on a kernel without sch_netem:
 """
 
 import json
-import math
 import re
-import sys
 
 import pytest
 from mininet.topo import Topo
 
-from wirelab import faults, netem
+from wirelab import netem
 from wirelab.nodes import Host, LinuxRouter
-from wirelab.proc import wait_until
 from wirelab.testbed import Testbed
 
 H2 = "10.0.2.2"
-TRANSFER_BYTES = 1_000_000
-# Largest payload per segment on this path (1500 MTU - 40 bytes of headers):
-# the transfer needs at least this many data segments.
-MAX_MSS = 1460
 
 
 class RouterPair(Topo):
@@ -44,43 +37,6 @@ class RouterPair(Topo):
         self.addLink(r1, h2, params1={"addrs": ["10.0.2.1/24"]}, params2={"addrs": [f"{H2}/24"]})
 
 
-# A server that counts the bytes it receives and answers with the count, and a
-# client that sends a fixed number of bytes and prints the answer: the transfer
-# completed exactly when the client prints TRANSFER_BYTES.
-SERVER = """
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1)
-c, _ = s.accept(); n = 0
-while True:
-    b = c.recv(65536)
-    if not b: break
-    n += len(b)
-c.sendall(str(n).encode()); c.close()
-"""
-CLIENT = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
-c.sendall(b"x" * int(sys.argv[3])); c.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = c.recv(100)
-    if not b: break
-    answer += b
-print(answer.decode())
-"""
-
-
-def transfer(tb, port, nbytes=TRANSFER_BYTES, timeout=30):
-    """Send ``nbytes`` h1 -> h2:port; return what the server says it received."""
-    server = tb.start("h2", [sys.executable, "-c", SERVER, str(port)], name="server")
-    wait_until(lambda: tb.run("h2", ["ss", "-Hltn", f"sport = :{port}"], timeout=5).stdout.strip(),
-               5, what=f"server listening on {port}")
-    done = tb.run("h1", [sys.executable, "-c", CLIENT, H2, str(port), str(nbytes)], timeout=timeout)
-    server.popen.wait(10)
-    return int(done.stdout.strip())
-
-
 def diagnostics(tb, *nodes):
     """What a person needs when a live test fails (house style 12)."""
     out = []
@@ -89,12 +45,6 @@ def diagnostics(tb, *nodes):
             r = tb.run(n, argv, timeout=5, check=False)
             out.append(f"--- {n}: {' '.join(argv)}\n{r.stdout}{r.stderr}")
     return "\n".join(out)
-
-
-def _skip_faults_in_uml():
-    from wirelab.uml import in_uml
-    if in_uml():
-        pytest.skip("Debian's UML 6.1 nf_tables has no inet family: faults run on the host kernel")
 
 
 @pytest.fixture(scope="module")
@@ -107,77 +57,6 @@ def tb():
 def fresh_tb():
     with Testbed(RouterPair()) as testbed:
         yield testbed
-
-
-# --------------------------------------------------------------- faults (host)
-
-def test_drop_nth_data_segment_drops_exactly_one_and_transfer_completes(tb):
-    _skip_faults_in_uml()
-    fault = faults.DropNthDataSegment(n=10, direction="to_server", dport=5101).install(tb, "r1")
-    received = transfer(tb, 5101)
-    counts = fault.counts()
-    print(f"{fault.describe()}: {counts}")
-    info = f"counts={counts} received={received}\n" + diagnostics(tb, "r1")
-    assert received == TRANSFER_BYTES, info
-    assert counts["dropped"] == 1, info
-    # Every data segment was a candidate: at least the minimum number of
-    # segments, plus the retransmission of the dropped one.
-    assert counts["matched"] >= math.ceil(TRANSFER_BYTES / MAX_MSS) + 1, info
-
-
-def test_drop_nth_data_segment_to_client_counts_only_that_direction(tb):
-    _skip_faults_in_uml()
-    # The server's only data is the short answer: one data segment to the client.
-    fault = faults.DropNthDataSegment(n=1, direction="to_client", dport=5102).install(tb, "r1")
-    received = transfer(tb, 5102, nbytes=20_000)
-    counts = fault.counts()
-    print(f"{fault.describe()}: {counts}")
-    assert received == 20_000
-    assert counts["dropped"] == 1, counts
-    assert counts["matched"] >= 2, counts  # the answer and its retransmission
-
-
-def test_drop_synack_on_the_server_itself(tb):
-    _skip_faults_in_uml()
-    # On h2 the SYN-ACK is locally generated: this exercises the output hook.
-    fault = faults.DropSynAck(dport=5103).install(tb, "h2")
-    received = transfer(tb, 5103, nbytes=10_000)
-    counts = fault.counts()
-    print(f"{fault.describe()}: {counts}")
-    assert received == 10_000
-    assert counts == {"matched": counts["matched"], "dropped": 1}
-    assert counts["matched"] >= 2, counts  # the lost one and at least one retransmitted
-
-
-def test_drop_first_fin_to_server(tb):
-    _skip_faults_in_uml()
-    fault = faults.DropFirstFin(direction="to_server", dport=5104).install(tb, "r1")
-    received = transfer(tb, 5104, nbytes=10_000)
-    counts = fault.counts()
-    print(f"{fault.describe()}: {counts}")
-    assert received == 10_000
-    assert counts["dropped"] == 1, counts
-    assert counts["matched"] >= 2, counts
-
-
-def test_fault_table_lives_in_the_node_and_goes_at_teardown():
-    _skip_faults_in_uml()
-    seen = {}
-    with Testbed(RouterPair()) as testbed:
-        name = faults.table_name(testbed.run_id)
-        # Registered before the fault, so it runs after the fault's cleanup and
-        # before the nodes stop: it sees what teardown left in r1.
-        testbed.add_cleanup("test: r1's tables after the fault's cleanup",
-                            lambda: seen.update(json.loads(
-                                testbed.run("r1", ["nft", "-j", "list", "tables"], timeout=5).stdout)))
-        fault = faults.DropSynAck(dport=5105).install(testbed, "r1")
-        listed = json.loads(testbed.run("r1", ["nft", "-j", "list", "tables"], timeout=5).stdout)
-        assert any(t.get("table", {}).get("name") == name for t in listed["nftables"])
-        host = json.loads(testbed.run("h1", ["nft", "-j", "list", "tables"], timeout=5).stdout)
-        assert not any(t.get("table", {}).get("name") == name for t in host["nftables"])
-    assert not any(t.get("table", {}).get("name") == name for t in seen["nftables"]), seen
-    # The final counts were kept when the table went.
-    assert fault.counts() == {"matched": 0, "dropped": 0}
 
 
 # ----------------------------------------------------- no sch_netem (host)
@@ -335,10 +214,3 @@ def test_teardown_removes_netem_and_offloads_are_off():
             assert get_offloads(sock, "r1-eth1") == {"tso": False, "gso": False, "gro": False}
     assert seen["kind"] == plain
 
-
-def test_faults_refuse_clearly_where_nftables_lacks_inet(tb):
-    from wirelab.uml import in_uml
-    if not in_uml():
-        pytest.skip("the host kernel's nf_tables has the inet family (faults tested above)")
-    with pytest.raises(faults.FaultsUnavailableError, match="nf_tables has no inet family"):
-        faults.DropSynAck(dport=5106).install(tb, "r1")

@@ -176,6 +176,11 @@ class TcpRecovery(Experiment):
     needs_netem = True
     description = __doc__
 
+    @classmethod
+    def needs_netem_for(cls, params):
+        """Targeted faults alone need no netem: they run on any kernel."""
+        return bool(params.scenarios or params.sweep_loss)
+
     def setup(self):
         from wirelab.testbed import Testbed
         self.topo = DumbbellTopo()

@@ -87,6 +87,11 @@ class Experiment:
     needs_netem = False      # run inside User-Mode Linux when the kernel lacks sch_netem
     description = ""
 
+    @classmethod
+    def needs_netem_for(cls, params):
+        """Whether this run (with these params) needs sch_netem; default: the class's say."""
+        return cls.needs_netem
+
     def __init__(self, params, out_dir=None, log=None):
         self.params = params
         self.out_dir = out_dir or os.path.join(RESULTS_ROOT, self.name, utc_stamp())
@@ -258,7 +263,9 @@ def reexec_in_uml(cls, argv, args):
     inner = [sys.executable, script, *[a for a in argv if a != "--native"], "--native"]
     if args.out is None:
         inner += ["--out", out]
-    return uml.run_in_uml(inner, cwd=REPO, writable=[RESULTS_ROOT if out.startswith(RESULTS_ROOT + os.sep) else out],
+    writable = RESULTS_ROOT if out.startswith(RESULTS_ROOT + os.sep) else out
+    # The guest's root is read-only: matplotlib keeps its cache in the guest's /tmp.
+    return uml.run_in_uml(inner, cwd=REPO, writable=[writable], env={"MPLCONFIGDIR": "/tmp/matplotlib"},
                           timeout=UML_TIMEOUT_S)
 
 
@@ -278,7 +285,7 @@ def main(cls, argv=None):
     try:
         from .preflight import require_basics
         require_basics()
-        if cls.needs_netem and not args.native:
+        if cls.needs_netem_for(params) and not args.native:
             from . import uml
             if not uml.in_uml() and not uml.has_sch_netem():
                 return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], args)

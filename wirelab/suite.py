@@ -19,6 +19,8 @@ from .experiment import REPO, RESULTS_ROOT, utc_stamp, write_json
 
 # In teaching order: addresses and routes, then paths, then what TCP hides.
 SUITE = ["routing", "traceroute", "tcp_recovery"]
+# Beyond the defaults, the report shows goodput against loss beside the Mathis model.
+SUITE_ARGS = {"tcp_recovery": ["--sweep-loss", "0.5", "1", "2", "5"]}
 
 
 def available():
@@ -57,8 +59,8 @@ def summarise(name, out_dir, code, seconds):
         "seconds": round(seconds, 1), "results": os.path.relpath(out_dir, REPO),
         "error": metrics.get("error"),
         "failed_claims": [c["name"] for c in claims if not c.get("ok")],
-        "plots": sorted(p for p in os.listdir(out_dir) if p.endswith(".png"))
-        if os.path.isdir(out_dir) else [],
+        "plots": sorted(os.path.relpath(os.path.join(d, f), out_dir)
+                        for d, _, files in os.walk(out_dir) for f in files if f.endswith(".png")),
         "claims": claims,
     }
 
@@ -118,7 +120,7 @@ def main(argv=None):
     for i, name in enumerate(names, 1):
         out_dir = os.path.join(RESULTS_ROOT, name, stamp)
         print(f"\n=== [{i}/{len(names)}] {name} -> {os.path.relpath(out_dir, REPO)}", flush=True)
-        code, seconds = run_one(name, out_dir, timeout=args.timeout)
+        code, seconds = run_one(name, out_dir, SUITE_ARGS.get(name, ()), timeout=args.timeout)
         if code == 130:
             print("wirelab: interrupted", file=sys.stderr)
             return 130

@@ -68,10 +68,28 @@ def net_namespace_inodes():
     return inodes
 
 
+def labelled_processes():
+    from wirelab.ledger import labelled_pids
+    return set(labelled_pids())
+
+
+def snapshot():
+    """What a run may create: root-namespace links, named namespaces, every
+    network namespace any process is in, and every process carrying a run label."""
+    return {"links": root_links(), "named_netns": named_netns(),
+            "netns": net_namespace_inodes(), "labelled": labelled_processes()}
+
+
 @pytest.fixture
 def host_state():
-    """Snapshot of root-namespace links and named namespaces; assert unchanged after."""
-    before = (root_links(), named_netns())
+    """Assert that the test leaves the machine's network state as it found it."""
+    before = snapshot()
     yield before
-    after = (root_links(), named_netns())
-    assert after == before, f"host state changed: links/netns before {before}, after {after}"
+    after = snapshot()
+    if os.environ.get("WIRELAB_SHARED_MACHINE"):
+        # Other people's runs come and go on a shared machine: compare only
+        # what is unique to the host's root namespace.
+        before.pop("netns"), after.pop("netns")
+    diff = {k: {"added": sorted(after[k] - before[k]), "removed": sorted(before[k] - after[k])}
+            for k in before if after[k] != before[k]}
+    assert not diff, f"host state changed: {diff}"

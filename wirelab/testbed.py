@@ -21,8 +21,8 @@ import secrets
 import signal
 import subprocess
 
-from .errors import ConfigError, Interrupted, WirelabError
-from .ledger import LABEL, Ledger, alive, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
+from .errors import ConfigError, Interrupted
+from .ledger import LABEL, Ledger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
 from .netns import iproute
 from .proc import popen as _popen
 from .proc import run as _run

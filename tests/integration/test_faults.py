@@ -20,16 +20,14 @@ import math
 import sys
 
 import pytest
-from mininet.topo import Topo
 
 from wirelab import faults, netem
 from wirelab.errors import ConfigError
-from wirelab.nodes import Host, LinuxRouter
 from wirelab.proc import wait_until
 from wirelab.testbed import Testbed
 from wirelab.uml import in_uml
 
-H2 = "10.0.2.2"
+from tiny_topo import H2, RouterPair  # noqa: E402  (tests/integration on sys.path)
 TRANSFER_BYTES = 1_000_000
 # Largest payload per segment on this path (1500 MTU - 40 bytes of headers):
 # the transfer needs at least this many data segments.
@@ -38,17 +36,6 @@ BACKENDS = ("nft", "xtables")
 # Each backend's tests use their own server ports: the module's testbed keeps
 # every fault installed until it ends.
 PORT_BASE = {"nft": 5100, "xtables": 5200}
-
-
-class RouterPair(Topo):
-    """Two hosts and a LinuxRouter between them (diagram in the module docstring)."""
-
-    def build(self):
-        h1 = self.addHost("h1", cls=Host, routes=[("default", "10.0.1.1")])
-        h2 = self.addHost("h2", cls=Host, routes=[("default", "10.0.2.1")])
-        r1 = self.addHost("r1", cls=LinuxRouter)
-        self.addLink(h1, r1, params1={"addrs": ["10.0.1.2/24"]}, params2={"addrs": ["10.0.1.1/24"]})
-        self.addLink(r1, h2, params1={"addrs": ["10.0.2.1/24"]}, params2={"addrs": [f"{H2}/24"]})
 
 
 # A server that counts the bytes it receives and answers with the count, and a

@@ -17,24 +17,11 @@ import json
 import re
 
 import pytest
-from mininet.topo import Topo
 
 from wirelab import netem
-from wirelab.nodes import Host, LinuxRouter
 from wirelab.testbed import Testbed
 
-H2 = "10.0.2.2"
-
-
-class RouterPair(Topo):
-    """Two hosts and a LinuxRouter between them (diagram in the module docstring)."""
-
-    def build(self):
-        h1 = self.addHost("h1", cls=Host, routes=[("default", "10.0.1.1")])
-        h2 = self.addHost("h2", cls=Host, routes=[("default", "10.0.2.1")])
-        r1 = self.addHost("r1", cls=LinuxRouter)
-        self.addLink(h1, r1, params1={"addrs": ["10.0.1.2/24"]}, params2={"addrs": ["10.0.1.1/24"]})
-        self.addLink(r1, h2, params1={"addrs": ["10.0.2.1/24"]}, params2={"addrs": [f"{H2}/24"]})
+from tiny_topo import H2, RouterPair  # noqa: E402  (tests/integration on sys.path)
 
 
 def diagnostics(tb, *nodes):

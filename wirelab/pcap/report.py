@@ -232,7 +232,7 @@ def _run(path, keep_segments: bool, exact: bool, batch_packets: int):
     yield (reader, fa)
 
 
-def analyze(path, *, exact: bool = False, batch_packets: int = 65536) -> Report:
+def analyze(path, *, exact: bool = False, batch_packets: int = 16384) -> Report:
     """Analyse every TCP connection of a pcap/pcapng file.
 
     Raises :class:`~wirelab.pcap.reader.NotACaptureError` (a
@@ -247,7 +247,7 @@ def analyze(path, *, exact: bool = False, batch_packets: int = 65536) -> Report:
                   flows=[summarize(c) for c in fa.convs])
 
 
-def iter_segment_batches(path, *, exact: bool = False, batch_packets: int = 65536):
+def iter_segment_batches(path, *, exact: bool = False, batch_packets: int = 16384):
     """Yield numpy structured arrays (dtype ``SEGMENT_DTYPE``) of TCP segments.
 
     Fields: ``frame`` (1-based packet number), ``ts_ns``, ``stream``, ``dir``

@@ -24,8 +24,9 @@ touched and the namespace disappears with the process)::
                           nft *after* tcpdump saw it (prerouting), so the
                           kernel really retransmits (fast retransmissions,
                           duplicate ACKs, SACK, possibly timeouts).
-  * ``base_zerowin.pcap`` a receiver that reads slowly with a small buffer,
-                          giving zero windows and zero-window probes.
+  * ``base_zerowin.pcap`` a receiver that reads slowly with a small buffer
+                          (many window updates; zero windows if the kernel
+                          lets the buffer fill).
   * ``base_v6.pcap``      the clean transfer over ::1.
 
 The default step derives every other capture from the committed base
@@ -93,12 +94,12 @@ def _ng_block(btype: int, body: bytes, e: str = "<") -> bytes:
 
 
 def write_pcapng(path: Path, ifaces, pkts, *, endian: str = "<") -> None:
-    """ifaces: [(linktype, tsresol_exp10)]; pkts: [(iface, ts_ns, orig, data, simple)]."""
+    """ifaces: [(linktype, tsresol_exp10, snaplen)]; pkts: [(iface, ts_ns, orig, data, simple)]."""
     e = endian
     out = [_ng_block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1), e)]
-    for lt, res in ifaces:
+    for lt, res, snap in ifaces:
         opts = struct.pack(e + "HHB3x", 9, 1, res) + struct.pack(e + "HH", 0, 0)
-        out.append(_ng_block(1, struct.pack(e + "HHI", lt, 0, 65535) + opts, e))
+        out.append(_ng_block(1, struct.pack(e + "HHI", lt, 0, snap) + opts, e))
     for iface, ts, orig, data, simple in pkts:
         if simple:
             # SPB: always interface 0, no timestamp, captured length implied
@@ -306,8 +307,11 @@ def derive() -> dict:
             ng.append((1, ts, orig, d, False))
         else:
             ng.append((0, ts, orig - 14, d[14:], i % 50 == 0 and i > 0))
-    write_pcapng(OUT / "link_pcapng.pcapng", [(101, 9), (1, 6)], ng)
-    write_pcapng(OUT / "link_pcapng_be.pcapng", [(101, 9), (1, 6)], [x[:4] + (False,) for x in ng], endian=">")
+    # An SPB holds min(original length, snap length) bytes: the raw-IP
+    # interface's snap length is that of the Ethernet capture minus 14.
+    ifaces = [(101, 9, SNAPLEN - 14), (1, 6, SNAPLEN)]
+    write_pcapng(OUT / "link_pcapng.pcapng", ifaces, ng)
+    write_pcapng(OUT / "link_pcapng_be.pcapng", ifaces, [x[:4] + (False,) for x in ng], endian=">")
 
     # Error cases.
     (OUT / "err_empty.pcap").write_bytes(b"")

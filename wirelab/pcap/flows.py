@@ -376,12 +376,14 @@ class FlowAnalyzer:
         # one sample, unless a retransmission happened in the other direction
         # between that segment and the ACK (Karn's rule, conservatively).
         grp = {gi: k for k, gi in enumerate(gids)}
-        for gi in gids:
+        # Both directions of every connection in the batch: the ACKs may come
+        # in a batch without data from the other side (data still pending).
+        for gi in sorted({x for gi0 in gids for x in (gi0 & ~1, gi0 | 1)}):
             conv = self.convs[gi >> 1]
             sd = conv.stats[gi & 1]        # data direction
             sa = conv.stats[1 - (gi & 1)]  # ACK direction
-            k = grp[gi]
-            lo, hi = int(gstarts[k]), int(gends[k])
+            k = grp.get(gi)
+            lo, hi = (int(gstarts[k]), int(gends[k])) if k is not None else (0, 0)
             e = end_u[lo:hi]
             r = retr[lo:hi]
             fr = frame[lo:hi]

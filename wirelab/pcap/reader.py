@@ -44,7 +44,7 @@ class NotACaptureError(CaptureError):
     def __init__(self, path: str, magic: bytes):
         self.path = path
         self.magic = magic
-        shown = "0x" + magic.hex() if magic else "none, empty file"
+        shown = "0x" + magic.hex() + ("" if len(magic) == 4 else f", file is only {len(magic)} bytes long")
         super().__init__(f"{path}: not a pcap or pcapng file (magic {shown})")
 
 

@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from _pcap_common import DATA, PCAPSTAT
+from test_pcap_common import DATA, PCAPSTAT
 
 
 def pcapstat(*args):

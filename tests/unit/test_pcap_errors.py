@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from _pcap_common import DATA, GOLDEN, PCAPSTAT
+from test_pcap_common import DATA, GOLDEN, PCAPSTAT
 from wirelab.pcap import CaptureError, NotACaptureError, analyze
 
 

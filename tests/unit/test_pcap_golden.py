@@ -2,7 +2,7 @@
 
 import pytest
 
-from _pcap_common import DATA, GOLDEN
+from test_pcap_common import DATA, GOLDEN
 from wirelab.pcap import analyze
 
 CAPTURES = sorted(GOLDEN["captures"])
@@ -24,7 +24,6 @@ def test_clean_transfer_has_no_anomalies():
     assert f.handshake.complete and f.teardown.fin_client and f.teardown.fin_server
     assert f.server.endswith(":5001")
     c2s = f.client_to_server
-    assert c2s.unique_bytes == 600 * 1024 // 1024 * 1024 - (600 * 1024 % 1024) or c2s.unique_bytes > 0
     assert c2s.unique_bytes == c2s.payload_bytes == 585 * 1024  # 600000 // 1024 * 1024 bytes sent
     for k in ("retransmissions", "out_of_order", "duplicate_acks", "duplicate_segments", "lost_segments"):
         assert getattr(c2s, k) == 0 and getattr(f.server_to_client, k) == 0, k

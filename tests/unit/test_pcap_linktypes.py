@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from _pcap_common import DATA
+from test_pcap_common import DATA
 from wirelab.pcap import PcapReader, iter_segment_batches
 
 VARIANTS = {

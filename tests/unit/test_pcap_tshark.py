@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from _pcap_common import DATA
+from test_pcap_common import DATA
 from wirelab.pcap import flags as F
 from wirelab.pcap import iter_segment_batches
 

@@ -1,4 +1,4 @@
-"""Shared paths and helpers of the pcap unit tests."""
+"""Shared paths and helpers of the pcap unit tests (no tests here)."""
 
 import json
 import sys

@@ -16,11 +16,14 @@ demo:  ## the main job: every experiment on its default topology, then a report 
 test: ## set up, then run all tests (netem tests inside User-Mode Linux if the kernel lacks sch_netem)
 	@bash scripts/test.sh
 
-unit: setup  ## only the unit tests (no root needed)
+unit: .venv/bin/python  ## only the unit tests (no root needed once set up)
 	$(PY) -m pytest tests/unit
 
-preflight: setup  ## can this machine run wirelab? (root, mininet, tools, sch_netem)
+preflight: .venv/bin/python  ## can this machine run wirelab? (root, mininet, tools, sch_netem)
 	$(PY) -m wirelab.preflight
+
+.venv/bin/python:
+	@echo "wirelab: not set up yet: run 'sudo make setup' first" >&2; exit 3
 
 clean-net:  ## remove exactly what crashed runs left behind (processes, namespaces, links)
 	@$(PY) -m wirelab.clean

@@ -28,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wirelab.capture import Captures  # noqa: E402
+from wirelab.capture import Captures, ethernet_frames  # noqa: E402
 from wirelab.errors import ConfigError  # noqa: E402
 from wirelab.experiment import Claim, Experiment, main, write_json  # noqa: E402
 from wirelab.testbed import Testbed  # noqa: E402
@@ -67,24 +67,23 @@ def read_icmp_evidence(pcap, src_ip, dst_ip):
     """From the source's capture: {ttl: [time-exceeded sources]}, port-unreachable sources."""
     import dpkt
     exceeded, unreachable = {}, []
-    with open(pcap, "rb") as f:
-        for _ts, buf in dpkt.pcap.Reader(f):
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, dpkt.ip.IP) or ip.p != dpkt.ip.IP_PROTO_ICMP:
-                continue
-            icmp = ip.data
-            src = str(ipaddress.IPv4Address(ip.src))
-            inner = getattr(icmp.data, "data", None)   # the quoted IP header + 8 bytes
-            if not isinstance(inner, dpkt.ip.IP):
-                continue
-            quoted = inner.data
-            dport = getattr(quoted, "dport", None)
-            if str(ipaddress.IPv4Address(inner.dst)) != dst_ip or dport is None:
-                continue
-            if icmp.type == dpkt.icmp.ICMP_TIMEXCEED:
-                exceeded.setdefault(probe_ttl(dport), []).append(src)
-            elif icmp.type == dpkt.icmp.ICMP_UNREACH and icmp.code == dpkt.icmp.ICMP_UNREACH_PORT:
-                unreachable.append(src)
+    for buf in ethernet_frames(pcap):
+        ip = dpkt.ethernet.Ethernet(buf).data
+        if not isinstance(ip, dpkt.ip.IP) or ip.p != dpkt.ip.IP_PROTO_ICMP:
+            continue
+        icmp = ip.data
+        src = str(ipaddress.IPv4Address(ip.src))
+        inner = getattr(icmp.data, "data", None)   # the quoted IP header + 8 bytes
+        if not isinstance(inner, dpkt.ip.IP):
+            continue
+        quoted = inner.data
+        dport = getattr(quoted, "dport", None)
+        if str(ipaddress.IPv4Address(inner.dst)) != dst_ip or dport is None:
+            continue
+        if icmp.type == dpkt.icmp.ICMP_TIMEXCEED:
+            exceeded.setdefault(probe_ttl(dport), []).append(src)
+        elif icmp.type == dpkt.icmp.ICMP_UNREACH and icmp.code == dpkt.icmp.ICMP_UNREACH_PORT:
+            unreachable.append(src)
     return exceeded, unreachable
 
 
@@ -92,15 +91,14 @@ def read_arrival_ttls(pcap, src_ip):
     """From the receiver's capture: echo-request TTLs, and (probe TTL, arrival TTL) of probes."""
     import dpkt
     pings, probes = [], []
-    with open(pcap, "rb") as f:
-        for _ts, buf in dpkt.pcap.Reader(f):
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, dpkt.ip.IP) or str(ipaddress.IPv4Address(ip.src)) != src_ip:
-                continue
-            if ip.p == dpkt.ip.IP_PROTO_ICMP and ip.data.type == dpkt.icmp.ICMP_ECHO:
-                pings.append(ip.ttl)
-            elif ip.p == dpkt.ip.IP_PROTO_UDP and ip.data.dport >= UDP_BASE_PORT:
-                probes.append((probe_ttl(ip.data.dport), ip.ttl))
+    for buf in ethernet_frames(pcap):
+        ip = dpkt.ethernet.Ethernet(buf).data
+        if not isinstance(ip, dpkt.ip.IP) or str(ipaddress.IPv4Address(ip.src)) != src_ip:
+            continue
+        if ip.p == dpkt.ip.IP_PROTO_ICMP and ip.data.type == dpkt.icmp.ICMP_ECHO:
+            pings.append(ip.ttl)
+        elif ip.p == dpkt.ip.IP_PROTO_UDP and ip.data.dport >= UDP_BASE_PORT:
+            probes.append((probe_ttl(ip.data.dport), ip.ttl))
     return pings, probes
 
 
@@ -156,7 +154,8 @@ class TracerouteExperiment(Experiment):
     def verify(self):
         with open(self.path("pairs.json")) as f:
             pairs = json.load(f)
-        summary = {"hops": [0, 0], "icmp": [0, 0], "ttl": [0, 0], "probes": [0, 0], "rtt": [0, 0]}
+        summary = {"hops": [0, 0], "icmp": [0, 0], "ttl": [0, 0], "probes": [0, 0], "rtt": [0, 0],
+                   "captures": [0, 0]}
         bad = {k: [] for k in summary}
         hops_out = []
         for p in pairs:
@@ -192,11 +191,17 @@ class TracerouteExperiment(Experiment):
             if not ok:
                 bad["probes"].append(f"{name}: (probe TTL, arrival TTL) {probes[:6]}")
             rtts = [[pr["rtt_ms"] for pr in h["probes"] if pr["rtt_ms"] is not None] for h in hops]
-            ok = bool(rtts) and all(r and all(x >= 0 for x in r) for r in rtts)
+            ok = bool(rtts) and all(len(r) == PROBES_PER_HOP for r in rtts)
             summary["rtt"][0] += ok
             summary["rtt"][1] += 1
             if not ok:
                 bad["rtt"].append(f"{name}: {rtts}")
+            problems = [f"{c['name']}: {c['problems'] or 'dropped by kernel'}" for c in p["captures"]
+                        if c["problems"] or c["dropped_by_kernel"] or c["dropped_by_interface"]]
+            summary["captures"][0] += not problems
+            summary["captures"][1] += 1
+            if problems:
+                bad["captures"].append(f"{name}: {problems}")
             hops_out.append({"pair": name, "hops": hops, "rtts_ms": rtts,
                              "icmp_time_exceeded": exceeded, "arrival_ttls": probes, "ping_ttls": pings})
         write_json(self.path("hops.json"), hops_out)
@@ -215,7 +220,10 @@ class TracerouteExperiment(Experiment):
                   "*-at-<dst>.pcap"),
             claim("probes", "every UDP probe arriving at the receiver has TTL = probe TTL - routers",
                   "*-at-<dst>.pcap"),
-            claim("rtt", "every hop has RTT samples (recorded per probe)", "hops.json"),
+            claim("rtt", f"every probe was answered: {PROBES_PER_HOP} RTT samples per hop, no '*'",
+                  "hops.json"),
+            claim("captures", "captures complete (tcpdump exited cleanly, dropped nothing)",
+                  "pairs.json captures"),
         ]
 
     def plot(self):

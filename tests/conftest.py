@@ -73,11 +73,23 @@ def labelled_processes():
     return set(labelled_pids())
 
 
+def run_ledgers():
+    from wirelab.ledger import LEDGER_DIR
+    return set(os.listdir(LEDGER_DIR)) if os.path.isdir(LEDGER_DIR) else set()
+
+
+def uml_control_dirs():
+    import glob
+    return set(glob.glob("/tmp/wirelab-uml-*"))
+
+
 def snapshot():
     """What a run may create: root-namespace links, named namespaces, every
-    network namespace any process is in, and every process carrying a run label."""
+    network namespace any process is in, every process carrying a run label,
+    run ledgers, and User-Mode Linux control folders."""
     return {"links": root_links(), "named_netns": named_netns(),
-            "netns": net_namespace_inodes(), "labelled": labelled_processes()}
+            "netns": net_namespace_inodes(), "labelled": labelled_processes(),
+            "ledgers": run_ledgers(), "uml_dirs": uml_control_dirs()}
 
 
 @pytest.fixture
@@ -88,8 +100,9 @@ def host_state():
     after = snapshot()
     if os.environ.get("WIRELAB_SHARED_MACHINE"):
         # Other people's runs come and go on a shared machine: compare only
-        # what is unique to the host's root namespace.
-        before.pop("netns"), after.pop("netns")
+        # the root namespace's links and named namespaces there. CI compares all.
+        for key in ("netns", "labelled", "ledgers", "uml_dirs"):
+            before.pop(key), after.pop(key)
     diff = {k: {"added": sorted(after[k] - before[k]), "removed": sorted(before[k] - after[k])}
             for k in before if after[k] != before[k]}
     assert not diff, f"host state changed: {diff}"

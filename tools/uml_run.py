@@ -19,6 +19,7 @@ The command's stdout and stderr stream here live; the exit status is the command
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import signal
@@ -92,6 +93,8 @@ def main(argv=None):
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given (put it after --)")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="wirelab: %(message)s", stream=sys.stderr)
 
@@ -103,9 +106,9 @@ def main(argv=None):
         return uml.run_in_uml(command, cwd=args.cwd, writable=args.writable,
                               env=guest_env(dict(args.env)), timeout=args.timeout,
                               mem=args.mem)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as exc:
         print("wirelab: interrupted; the guest was killed", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except (WirelabError, ValueError) as exc:
         print(f"wirelab: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)

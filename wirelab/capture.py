@@ -204,6 +204,18 @@ def parse_counters(stderr_text):
     return out
 
 
+def ethernet_frames(path):
+    """The frames of one of our own captures (tcpdump on a veth: Ethernet,
+    checked, so a capture of another link type is an error, not garbage)."""
+    import dpkt
+    with open(path, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        if reader.datalink() != dpkt.pcap.DLT_EN10MB:
+            raise CaptureError(f"{path}: link type {reader.datalink()}, expected Ethernet (1)")
+        for _ts, buf in reader:
+            yield buf
+
+
 def count_packets(path):
     """Number of packets in a pcap/pcapng file; raises if the file does not parse."""
     import dpkt

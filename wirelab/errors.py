@@ -58,7 +58,17 @@ class VerificationError(WirelabError):
     exit_code = 7
 
 
-class Interrupted(WirelabError):
-    """SIGINT or SIGTERM arrived; raised so that ``finally`` blocks run."""
+class WaitTimeout(WirelabError, TimeoutError):
+    """A condition awaited with :func:`wirelab.proc.wait_until` did not come true."""
 
-    exit_code = 130
+    exit_code = 8
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP arrived; raised so that ``finally`` blocks run.
+
+    A ``BaseException``, like ``KeyboardInterrupt`` (SIGINT), so that no
+    ``except Exception`` on the way can swallow it.
+    """
+
+    exit_code = 143

@@ -59,6 +59,21 @@ def utc_stamp():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def new_results_dir(parent, stamp=None):
+    """Create and return ``parent/<UTC time>`` (``-2``, ``-3``... appended when two
+    runs start in the same second, so no run ever writes into another's folder)."""
+    stamp = stamp or utc_stamp()
+    os.makedirs(parent, exist_ok=True)
+    for n in range(1, 1000):
+        path = os.path.join(parent, stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: too many results folders named {stamp}")
+
+
 def to_jsonable(obj):
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
@@ -94,7 +109,7 @@ class Experiment:
 
     def __init__(self, params, out_dir=None, log=None):
         self.params = params
-        self.out_dir = out_dir or os.path.join(RESULTS_ROOT, self.name, utc_stamp())
+        self.out_dir = out_dir or new_results_dir(os.path.join(RESULTS_ROOT, self.name))
         self.log = log or (lambda msg: print(f"[{self.name}] {msg}", flush=True))
         self.metrics = {}
         self.claims = []
@@ -252,17 +267,29 @@ def print_claims(claims, stream=sys.stdout):
 UML_TIMEOUT_S = 3600
 
 
-def reexec_in_uml(cls, argv, args):
-    """Run this experiment again, unchanged, inside User-Mode Linux (sch_netem)."""
+def _without_out(argv):
+    """``argv`` less any ``--out X`` / ``--out=X`` and ``--native``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out=") and a != "--native":
+            out.append(a)
+    return out
+
+
+def reexec_in_uml(cls, argv, out):
+    """Run this experiment again, unchanged, inside User-Mode Linux (sch_netem).
+
+    ``out`` is the (absolute) results folder: created here, writable there.
+    """
     from . import uml
-    out = os.path.abspath(args.out or os.path.join(RESULTS_ROOT, cls.name, utc_stamp()))
-    os.makedirs(out, exist_ok=True)
     print(f"wirelab: this kernel has no sch_netem; running {cls.name} inside "
           f"User-Mode Linux (linux.uml {uml.uml_version()})", flush=True)
     script = os.path.join(REPO, "experiments", f"{cls.name}.py")
-    inner = [sys.executable, script, *[a for a in argv if a != "--native"], "--native"]
-    if args.out is None:
-        inner += ["--out", out]
+    inner = [sys.executable, script, *_without_out(argv), "--out", out, "--native"]
     writable = RESULTS_ROOT if out.startswith(RESULTS_ROOT + os.sep) else out
     # The guest's root is read-only: matplotlib keeps its cache in the guest's /tmp.
     return uml.run_in_uml(inner, cwd=REPO, writable=[writable], env={"MPLCONFIGDIR": "/tmp/matplotlib"},
@@ -282,25 +309,39 @@ def main(cls, argv=None):
         params = params_from_args(cls, args)
     except ConfigError as exc:
         parser.exit(2, f"{prog}: error: {exc}\n")
+    from .testbed import signals_raise
     try:
-        from .preflight import require_basics
-        require_basics()
-        if cls.needs_netem_for(params) and not args.native:
-            from . import uml
-            if not uml.in_uml() and not uml.has_sch_netem():
-                return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], args)
-        exp = cls(params, out_dir=args.out)
-        exp.log(f"results -> {os.path.relpath(exp.out_dir)}")
-        claims = exp.execute()
-    except KeyboardInterrupt:
+        with signals_raise():   # SIGTERM/SIGHUP unwind like Ctrl-C: teardown runs
+            from .preflight import require_basics
+            require_basics()
+            try:
+                if args.out:
+                    out = os.path.abspath(args.out)
+                    os.makedirs(out, exist_ok=True)
+                else:
+                    out = new_results_dir(os.path.join(RESULTS_ROOT, cls.name))
+            except OSError as exc:
+                print(f"{prog}: error: cannot create the results folder: {exc}", file=sys.stderr)
+                return 2
+            if cls.needs_netem_for(params) and not args.native:
+                from . import uml
+                if not uml.in_uml() and not uml.has_sch_netem():
+                    return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], out)
+            exp = cls(params, out_dir=out)
+            exp.log(f"results -> {os.path.relpath(exp.out_dir)}")
+            claims = exp.execute()
+    except (KeyboardInterrupt, Interrupted) as exc:
         print(f"{prog}: interrupted; the network was torn down", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except WirelabError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:   # a results file could not be written: disk full, permissions
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
     print()
     print_claims(claims)
-    ok = all(c.ok for c in claims)
+    ok = bool(claims) and all(c.ok for c in claims)
     print(f"\n{cls.name}: {'all claims hold' if ok else 'SOME CLAIMS FAILED'}; "
           f"results in {os.path.relpath(exp.out_dir)}")
     if args.json:

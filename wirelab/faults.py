@@ -443,7 +443,7 @@ class Fault:
         inet family, else xtables; probed once per node and run)."""
         if self._table is not None:
             raise ConfigError(f"{self.describe()}: already installed on {self._table.node.name}")
-        node = tb.node(node) if isinstance(node, str) else node
+        node = tb.resolve(node)
         table = _table_for(tb, node, backend)
         key = table.add(self)
         self._table, self._key = table, key

@@ -19,16 +19,22 @@ LABEL = "WIRELAB_RUN"
 LEDGER_DIR = os.environ.get("WIRELAB_LEDGER_DIR", "/run/wirelab")
 
 
-def proc_start_time(pid):
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp,
+    ...: field N of proc(5) is index N-3), or None if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def alive(pid, start_time):
@@ -138,7 +144,13 @@ def clean_stale_runs(directory=LEDGER_DIR, log=None):
             if label == run_id:
                 pids[pid] = proc_start_time(pid)
         live = {p: s for p, s in pids.items() if alive(p, s)}
-        kill_and_wait(live)
+        try:
+            kill_and_wait(live)
+        except TimeoutError as exc:
+            # Keep the ledger: the next clean-up tries again. Go on with the others.
+            if log:
+                log(f"stale run {run_id}: {exc}")
+            continue
         try:
             os.unlink(os.path.join(directory, f"{run_id}.json"))
         except FileNotFoundError:

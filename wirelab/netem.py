@@ -650,7 +650,7 @@ _ACTIVE = weakref.WeakKeyDictionary()
 
 
 def _node(tb, node):
-    return tb.node(node) if isinstance(node, str) else node
+    return tb.resolve(node)
 
 
 def _intf_name(node, intf):
@@ -800,18 +800,21 @@ def clear_netem(tb, node, intf):
     Idempotent: a second call (or teardown afterwards) does nothing."""
     node = _node(tb, node)
     ifname = _intf_name(node, intf)
-    if _ACTIVE.get(tb, {}).pop((node.name, ifname), None) is None:
+    active = _ACTIVE.get(tb, {})
+    if (node.name, ifname) not in active:
         return False
     with _open(tb, node) as ipr:
         index = _ifindex(ipr, node, ifname)
         root = _root_qdisc(ipr, index)
-        if root is None or root.get_attr("TCA_KIND") != "netem":
-            return False
-        try:
-            ipr.nlm_request(_tcmsg_for(index), RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK)
-        except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.EINVAL):
-                raise _netem_error(exc, node, ifname, "delete") from exc
+        if root is not None and root.get_attr("TCA_KIND") == "netem":
+            try:
+                ipr.nlm_request(_tcmsg_for(index), RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK)
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.EINVAL):
+                    # still ours: teardown will try again
+                    raise _netem_error(exc, node, ifname, "delete") from exc
+    # Forgotten only once it is gone, so a failed delete is retried at teardown.
+    active.pop((node.name, ifname), None)
     return True
 
 

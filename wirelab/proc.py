@@ -6,9 +6,10 @@ node's namespaces (``node=None``: the root namespace) and raises
 """
 
 import subprocess
+import threading
 import time
 
-from .errors import CommandError
+from .errors import CommandError, WaitTimeout
 
 
 def _popen_argv(node, argv):
@@ -49,7 +50,8 @@ def popen(node, argv, **kwargs):
 
 
 def wait_until(predicate, timeout, what="condition", interval=0.02):
-    """Poll ``predicate()`` until it returns a true value, or raise ``TimeoutError``.
+    """Poll ``predicate()`` until it returns a true value, or raise
+    :class:`~wirelab.errors.WaitTimeout` (a ``TimeoutError`` and a WirelabError).
 
     The polling interval grows from ``interval`` to at most 0.2 s, so short waits
     stay short and long ones stay cheap. Returns the predicate's value.
@@ -62,6 +64,35 @@ def wait_until(predicate, timeout, what="condition", interval=0.02):
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 0.2)
+
+
+class LineReader:
+    """Collect a pipe's lines in a daemon thread, so a line can be awaited.
+
+    ``wait_until(lambda: reader.has("listening on"), 10)`` waits for a
+    readiness line without blocking on the pipe or sleeping.
+    """
+
+    def __init__(self, pipe):
+        self.lines = []
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe):
+        for raw in pipe:
+            if isinstance(raw, bytes):
+                raw = raw.decode(errors="replace")
+            self.lines.append(raw.rstrip("\n"))
+
+    def has(self, text):
+        """Whether any line so far contains ``text``."""
+        return any(text in line for line in list(self.lines))
+
+    def text(self):
+        return "\n".join(self.lines)
+
+    def join(self, timeout):
+        self.thread.join(timeout)

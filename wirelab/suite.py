@@ -10,12 +10,20 @@ and prints a summary table. Exit status 0 when every experiment's claims hold.
 
 import argparse
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 import time
 
-from .experiment import REPO, RESULTS_ROOT, utc_stamp, write_json
+from .errors import Interrupted
+from .experiment import REPO, RESULTS_ROOT, new_results_dir, write_json
+from .testbed import signals_raise
+
+# After a timeout (or our own interruption), how long an experiment gets to tear
+# its network down after SIGTERM before it is killed.
+STOP_GRACE_S = 60
 
 # In teaching order: addresses and routes, then paths, then what TCP hides.
 SUITE = ["routing", "traceroute", "tcp_recovery"]
@@ -28,14 +36,31 @@ def available():
 
 
 def run_one(name, out_dir, extra=(), timeout=None):
+    """Run one experiment; on timeout or interruption stop it with SIGTERM (it
+    then tears its network down, UML guest included) and SIGKILL only after
+    :data:`STOP_GRACE_S`. Returns (exit code or None on timeout, seconds)."""
     script = os.path.join(REPO, "experiments", f"{name}.py")
     argv = [sys.executable, script, "--out", out_dir, *extra]
     started = time.monotonic()
+    child = subprocess.Popen(argv)
     try:
-        code = subprocess.run(argv, timeout=timeout).returncode
+        code = child.wait(timeout)
     except subprocess.TimeoutExpired:
+        _stop(child)
         code = None
+    except BaseException:
+        _stop(child)
+        raise
     return code, time.monotonic() - started
+
+
+def _stop(child):
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def load_metrics(out_dir):
@@ -108,6 +133,8 @@ def main(argv=None):
                         help="seconds each experiment may take (default: 3600)")
     parser.add_argument("--json", action="store_true", help="print summary.json at the end")
     args = parser.parse_args(argv)
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if os.geteuid() != 0:
         print("wirelab: error: the experiments need root: sudo make demo", file=sys.stderr)
         return 4
@@ -115,18 +142,21 @@ def main(argv=None):
     if not names:
         print("wirelab: error: no experiments found under experiments/", file=sys.stderr)
         return 1
-    stamp = utc_stamp()
+    report_dir = new_results_dir(os.path.join(RESULTS_ROOT, "report"))
+    stamp = os.path.basename(report_dir)
     rows = []
-    for i, name in enumerate(names, 1):
-        out_dir = os.path.join(RESULTS_ROOT, name, stamp)
-        print(f"\n=== [{i}/{len(names)}] {name} -> {os.path.relpath(out_dir, REPO)}", flush=True)
-        code, seconds = run_one(name, out_dir, SUITE_ARGS.get(name, ()), timeout=args.timeout)
-        if code == 130:
-            print("wirelab: interrupted", file=sys.stderr)
-            return 130
-        rows.append(summarise(name, out_dir, code, seconds))
-    report_dir = os.path.join(RESULTS_ROOT, "report", stamp)
-    os.makedirs(report_dir, exist_ok=True)
+    try:
+        with signals_raise():
+            for i, name in enumerate(names, 1):
+                out_dir = new_results_dir(os.path.join(RESULTS_ROOT, name), stamp)
+                print(f"\n=== [{i}/{len(names)}] {name} -> {os.path.relpath(out_dir, REPO)}", flush=True)
+                code, seconds = run_one(name, out_dir, SUITE_ARGS.get(name, ()), timeout=args.timeout)
+                if code in (130, 143):
+                    raise KeyboardInterrupt
+                rows.append(summarise(name, out_dir, code, seconds))
+    except (KeyboardInterrupt, Interrupted):
+        print("wirelab: interrupted; the running experiment tore its network down", file=sys.stderr)
+        return 130
     write_json(os.path.join(report_dir, "summary.json"), {"stamp": stamp, "experiments": rows})
     with open(os.path.join(report_dir, "report.md"), "w") as f:
         f.write(report_markdown(rows, stamp))

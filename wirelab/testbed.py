@@ -20,6 +20,7 @@ import resource
 import secrets
 import signal
 import subprocess
+import sys
 
 from .errors import ConfigError, Interrupted
 from .ledger import LABEL, Ledger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
@@ -164,40 +165,48 @@ class Testbed:
         self.net.start()
 
     def _teardown(self):
+        errors = []
         with signals_blocked():
-            errors = []
-            for description, fn in reversed(self._cleanups):
-                try:
-                    fn()
-                except Exception as exc:  # keep going: the rest must still go
-                    errors.append(f"{description}: {exc}")
-            self._cleanups.clear()
-            for proc in reversed(self._processes):
-                try:
-                    proc.stop()
-                except Exception as exc:
-                    errors.append(f"stop {proc.name}: {exc}")
-            self._processes.clear()
-            if self.net is not None:
-                for node in self.net.hosts + self.net.switches:
+            try:
+                for description, fn in reversed(self._cleanups):
                     try:
-                        node.terminate()
+                        fn()
+                    except Exception as exc:  # keep going: the rest must still go
+                        errors.append(f"{description}: {exc}")
+                self._cleanups.clear()
+                for proc in reversed(self._processes):
+                    try:
+                        proc.stop()
                     except Exception as exc:
-                        errors.append(f"terminate {node.name}: {exc}")
-            if self.run_id is not None:
-                self._reap_run()
-            if self.ledger is not None:
-                self.ledger.remove()
-            if self._saved_label is None:
-                os.environ.pop(LABEL, None)
-            else:
-                os.environ[LABEL] = self._saved_label
-            if self._signals is not None:
-                self._signals.__exit__(None, None, None)
-                self._signals = None
-            self.net = None
-            if errors:
-                self.log("teardown problems: " + "; ".join(errors))
+                        errors.append(f"stop {proc.name}: {exc}")
+                self._processes.clear()
+                if self.net is not None:
+                    for node in self.net.hosts + self.net.switches:
+                        try:
+                            node.terminate()
+                        except Exception as exc:
+                            errors.append(f"terminate {node.name}: {exc}")
+                if self.run_id is not None:
+                    try:
+                        self._reap_run()
+                    except Exception as exc:  # a process that will not die (D state)
+                        errors.append(f"reap: {exc}")
+            finally:
+                # Only a run whose processes are all gone may drop its ledger:
+                # otherwise the next run (or make clean-net) must find them.
+                if self.ledger is not None and not any("reap:" in e for e in errors):
+                    self.ledger.remove()
+                if self._saved_label is None:
+                    os.environ.pop(LABEL, None)
+                else:
+                    os.environ[LABEL] = self._saved_label
+                if self._signals is not None:
+                    self._signals.__exit__(None, None, None)
+                    self._signals = None
+                self.net = None
+        if errors:
+            # Always shown: something may have been left behind.
+            print("wirelab: teardown problems: " + "; ".join(errors), file=sys.stderr)
 
     def _reap_run(self):
         """Wait for every process labelled with this run to exit; kill stragglers."""
@@ -218,6 +227,10 @@ class Testbed:
         except KeyError:
             raise ConfigError(f"no node named {name!r} in this topology") from None
 
+    def resolve(self, node):
+        """A node given by name or as a node object -> the node object."""
+        return self.node(node) if isinstance(node, str) else node
+
     @property
     def routers(self):
         from .nodes import LinuxRouter
@@ -234,12 +247,12 @@ class Testbed:
 
     # -- doing things ----------------------------------------------------------
     def run(self, node, argv, timeout, check=True, input=None):
-        node = self.node(node) if isinstance(node, str) else node
+        node = self.resolve(node)
         return _run(node, argv, timeout, check=check, input=input)
 
     def start(self, node, argv, name=None, **popen_kwargs):
         """Start a long-running process in ``node``; it is stopped at teardown."""
-        node = self.node(node) if isinstance(node, str) else node
+        node = self.resolve(node)
         popen = _popen(node, argv, **popen_kwargs)
         proc = Process(node, argv, popen, name or os.path.basename(str(argv[0])))
         self._processes.append(proc)
@@ -252,13 +265,13 @@ class Testbed:
         self._cleanups.append((description, fn))
 
     def iproute(self, node):
-        node = self.node(node) if isinstance(node, str) else node
+        node = self.resolve(node)
         return iproute(node)
 
     # -- kernel state through netlink --------------------------------------------
     def routes(self, node, table=254):
         """The node's IPv4 routes in ``table`` (main) as plain dicts."""
-        node = self.node(node) if isinstance(node, str) else node
+        node = self.resolve(node)
         out = []
         with iproute(node) as ipr:
             names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
@@ -279,7 +292,7 @@ class Testbed:
 
     def route_get(self, node, dst, ipr=None):
         """The kernel's forwarding decision for ``dst`` (RTM_GETROUTE)."""
-        node = self.node(node) if isinstance(node, str) else node
+        node = self.resolve(node)
         own = ipr is None
         ipr = ipr or iproute(node)
         try:

@@ -35,6 +35,7 @@ import tempfile
 import time
 
 from .errors import MissingToolError, WirelabError
+from .ledger import stat_fields
 from .proc import wait_until
 
 UML_PACKAGE = "user-mode-linux"
@@ -257,17 +258,10 @@ def processes_in_group(pgid):
     """PIDs whose process group is ``pgid`` (read from /proc, no signals sent)."""
     pids = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            pids.append(int(entry))
+        if entry.isdigit():
+            fields = stat_fields(entry)   # state ppid pgrp ...
+            if fields and len(fields) > 2 and int(fields[2]) == pgid:
+                pids.append(int(entry))
     return pids
 
 

@@ -35,7 +35,7 @@ def test_traceroute_end_to_end(tmp_path, host_state):
     done, out, metrics = run_experiment("traceroute", tmp_path, "--line-routers", "4",
                                         "--internet-pairs", "4", "--wait", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert [c["ok"] for c in metrics["claims"]] == [True] * 5
+    assert [c["ok"] for c in metrics["claims"]] == [True] * 6
     pairs = json.loads((out / "pairs.json").read_text())
     line = [p for p in pairs if p["topology"] == "line"]
     assert [p["expected_path"] for p in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]]

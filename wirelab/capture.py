@@ -28,10 +28,9 @@ import re
 import signal
 import struct
 import subprocess
-import threading
 
 from .errors import CommandError, WirelabError
-from .proc import wait_until
+from .proc import LineReader, wait_until
 
 # Headers only: Ethernet 14 + IPv4 up to 60 + TCP up to 60 = 134; 128 covers
 # every packet we make (IPv4 20 + TCP 32 with timestamps) with room for options.
@@ -63,7 +62,6 @@ class Capture:
         self.bpf = list(bpf or [])
         self.proc = None
         self.result = None
-        self._stderr_lines = []
         self._reader = None
         self._intf_packets_at_start = None
 
@@ -82,8 +80,7 @@ class Capture:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.proc = self.tb.start(self.node, self.argv(), name=f"tcpdump {self.name}",
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
+        self._reader = LineReader(self.proc.popen.stderr)
         try:
             wait_until(lambda: self._listening() or not self.proc.running(), timeout,
                        what=f"tcpdump on {self.name} to print 'listening on'")
@@ -100,15 +97,11 @@ class Capture:
         self._intf_packets_at_start = self._intf_packets()
         return self
 
-    def _read_stderr(self):
-        for raw in self.proc.popen.stderr:
-            self._stderr_lines.append(raw.decode(errors="replace").rstrip("\n"))
-
     def _listening(self):
-        return any("listening on" in line for line in list(self._stderr_lines))
+        return self._reader.has("listening on")
 
     def stderr(self):
-        return "\n".join(self._stderr_lines)
+        return self._reader.text() if self._reader else ""
 
     def _intf_packets(self):
         """Packets received plus sent on the interface so far (netlink counters)."""

@@ -233,4 +233,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from wirelab.errors import WirelabError
+    from wirelab.pcap import CaptureError
+    try:
+        main()
+    except (CaptureError, WirelabError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"bench_pcap: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("bench_pcap: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -33,7 +33,8 @@ from mininet.node import Host as MnHost  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from topologies.line import LineTopo  # noqa: E402
-from wirelab.testbed import Testbed  # noqa: E402
+from wirelab.ledger import LABEL, Ledger, labelled_pids  # noqa: E402
+from wirelab.testbed import Testbed, new_run_id  # noqa: E402
 
 
 class BareLine(Topo):
@@ -48,14 +49,20 @@ class BareLine(Topo):
 
 
 def bare(n):
+    """Bare Mininet, labelled like a wirelab run (see main) so that a crash or
+    Ctrl-C here leaves nothing that `make clean-net` cannot find."""
     Mininet.inited = True
     t0 = time.perf_counter()
-    net = Mininet(topo=BareLine(n=n), controller=None, host=MnHost, link=Link)
-    net.start()
-    t1 = time.perf_counter()
-    net.stop()
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1
+    net = Mininet(topo=BareLine(n=n), controller=None, host=MnHost, link=Link, build=False)
+    try:
+        net.build()
+        net.start()
+        t1 = time.perf_counter()
+    finally:
+        t_stop = time.perf_counter()
+        net.stop()
+        t2 = time.perf_counter()
+    return t1 - t0, t2 - t_stop
 
 
 def ours(n):
@@ -81,9 +88,30 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (median shown)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if any(not 1 <= n <= 254 for n in args.sizes):
+        parser.error(f"--sizes: each N must be 1..254, got {args.sizes}")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if os.geteuid() != 0:
         print("bench_topology: error: needs root", file=sys.stderr)
         return 4
+    # Bare Mininet's shells carry a run label and ledger of their own, as a
+    # Testbed's do, so a crashed benchmark is cleaned by the next run.
+    label = new_run_id()
+    record = Ledger(label)
+    os.environ[LABEL] = label
+    try:
+        return measure(args)
+    except KeyboardInterrupt:
+        print("bench_topology: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        os.environ.pop(LABEL, None)
+        if not labelled_pids(label):
+            record.remove()
+
+
+def measure(args):
     rows = []
     print(f"{'N':>4} {'bare start':>10} {'ours start':>10} {'ratio':>6} {'ping h1-h2':>10} "
           f"{'bare stop':>9} {'ours stop':>9} {'ratio':>6}")

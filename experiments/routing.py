@@ -53,6 +53,26 @@ class RoutingParams:
             raise ConfigError(f"destinations must be between 1 and 1000000, got {self.destinations}")
 
 
+ZOOM_POINTS = 256   # evenly spaced destinations per nested prefix, for the LPM picture
+
+
+def nested_chain(table):
+    """The longest chain of prefixes in ``table`` each inside the previous one
+    (e.g. 10.0.0.0/8 > 10.20.0.0/16 > 10.20.30.0/24), default route excluded."""
+    nets = sorted({ipaddress.ip_network(r["dst"]) for r in table if not r["dst"].endswith("/0")},
+                  key=lambda n: n.prefixlen)
+    best = {}
+    for net in nets:   # by increasing prefix length: parents come first
+        parents = [best[p] for p in best if net != p and net.subnet_of(p)]
+        best[net] = max(parents, key=len, default=[]) + [net]
+    return max(best.values(), key=len, default=[])
+
+
+def evenly_spaced(net, count):
+    first, size = int(net.network_address), net.num_addresses
+    return [str(ipaddress.IPv4Address(first + (size - 1) * i // (count - 1))) for i in range(count)]
+
+
 def draw_destinations(tables, count, rng):
     """Addresses that exercise every prefix: inside, first/last, just outside, random."""
     candidates = []
@@ -124,6 +144,14 @@ class RoutingExperiment(Experiment):
                 rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
                          for r in ipr.get_rules(family=2)]
                 dests = draw_destinations(tables["main"], self.params.destinations, rng)
+                chain = nested_chain(tables["main"])
+                zoom = {}
+                if len(chain) >= 2:
+                    # dense sweeps across each nested prefix, drawn in routing-lpm.png
+                    for net in chain:
+                        zoom[str(net)] = evenly_spaced(net, ZOOM_POINTS)
+                    dests = sorted(set(dests) | {a for pts in zoom.values() for a in pts},
+                                   key=lambda a: int(ipaddress.IPv4Address(a)))
                 checks = []
                 for dst in dests:
                     try:
@@ -142,11 +170,12 @@ class RoutingExperiment(Experiment):
                 else:
                     check["agree"] = ("error" not in k and k["dev"] == ref["dev"]
                                       and k["gateway"] == ref["gateway"] and k["type"] == ref["type"])
-            results[router.name] = {"tables": tables, "rules": rules, "checks": checks,
+            results[router.name] = {"tables": tables, "rules": rules, "checks": checks, "zoom": zoom,
                                     "ip_forward": router.sysctl("net/ipv4/ip_forward")}
             self.log(f"{router.name}: {len(tables['main'])} routes, {len(checks)} destinations, "
                      f"{sum(c['agree'] for c in checks)} agree")
         write_json(self.path("lookups.json"), results)
+        write_json(self.path("owners.json"), {ip: node for ip, (node, _) in self.topo.owners().items()})
         if self.params.packets:
             self.metrics["packets"] = self.capture_sample(results, rng)
         self.metrics["routers"] = {
@@ -209,6 +238,10 @@ class RoutingExperiment(Experiment):
                 "captured_on": macs.get(got_mac), "pcap": os.path.basename(pcap),
                 "confirmed": bool(frame) and got_mac == expected_mac and frame["ip_dst"] == dst}
 
+    def plot(self):
+        with open(self.path("lookups.json")) as f, open(self.path("owners.json")) as g:
+            plot_lpm(json.load(f), json.load(g), self.path("routing-lpm.png"))
+
     def verify(self):
         with open(self.path("lookups.json")) as f:
             results = json.load(f)
@@ -257,6 +290,58 @@ class RoutingExperiment(Experiment):
                 evidence="packet_checks.json, egress-*.pcap"))
         return claims
 
+
+
+def plot_lpm(results, owners, path):
+    """For the router with the deepest chain of nested prefixes: every destination
+    of each nested prefix, coloured by the next hop the kernel chose."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    name, r = max(results.items(), key=lambda kv: (len(kv[1].get("zoom", {})), kv[0]))
+    zoom = r.get("zoom", {})
+    if not zoom:
+        return False
+    by_dst = {c["dst"]: c for c in r["checks"]}
+    prefixes = list(zoom)
+    hops = sorted({by_dst[a]["kernel"].get("gateway") or "on-link/local"
+                   for pts in zoom.values() for a in pts if "error" not in by_dst[a]["kernel"]})
+    colours = {h: plt.cm.tab10(i % 10) for i, h in enumerate(hops)}
+    fig, axes = plt.subplots(len(prefixes), 1, figsize=(9, 1.6 + 1.3 * len(prefixes)))
+    for ax, prefix in zip(axes, prefixes):
+        net = ipaddress.ip_network(prefix)
+        base = int(net.network_address)
+        for hop in hops:
+            xs = [int(ipaddress.IPv4Address(a)) - base for a in zoom[prefix]
+                  if (by_dst[a]["kernel"].get("gateway") or "on-link/local") == hop
+                  and "error" not in by_dst[a]["kernel"]]
+            if xs:
+                label = f"via {hop} ({owners[hop]})" if hop in owners else hop
+                ax.scatter(xs, [0] * len(xs), s=18, marker="|", color=colours[hop], label=label)
+        inner_prefixes = prefixes[prefixes.index(prefix) + 1:prefixes.index(prefix) + 2]
+        for inner in inner_prefixes:   # the next prefix of the chain: shaded
+            inet = ipaddress.ip_network(inner)
+            if inet.subnet_of(net):
+                lo = int(inet.network_address) - base
+                ax.axvspan(lo, lo + inet.num_addresses - 1, color="0.85", zorder=0)
+                ax.annotate(inner, (lo, 0.5), fontsize=7)
+        ax.set_xlim(-net.num_addresses * 0.01, net.num_addresses * 1.01)
+        ax.set_yticks([])
+        ax.set_ylim(-1, 1)
+        ax.set_title(f"{name}: destinations in {prefix} ({len(zoom[prefix])} evenly spaced), "
+                     f"by the kernel's next hop", fontsize=9)
+        ax.set_xlabel(f"address offset in {prefix}", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _first_frame(pcap):

@@ -27,6 +27,7 @@ def test_routing_end_to_end(tmp_path, host_state):
     assert len(lookups) >= 5 and all(len(r["checks"]) == 300 for r in lookups.values())
     assert metrics["metrics"]["packets"]["confirmed"] == metrics["metrics"]["packets"]["sent"] > 0
     assert any(p.suffix == ".pcap" for p in out.iterdir())
+    assert (out / "routing-lpm.png").stat().st_size > 1000
     assert json.loads((out / "params.json").read_text())["params"]["destinations"] == 300
     assert "all claims hold" in done.stdout
 

@@ -1,6 +1,7 @@
 """Pure logic of the routing and traceroute experiments (no root)."""
 
 import importlib.util
+import ipaddress
 import os
 import random
 
@@ -75,3 +76,13 @@ def test_routing_destinations_cover_prefix_edges():
         assert edge in dests
     with pytest.raises(ConfigError):
         routing.RoutingParams(destinations=0)
+
+
+def test_routing_nested_chain_and_zoom_points():
+    routing = load("routing")
+    table = [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/8"}, {"dst": "10.20.0.0/16"},
+             {"dst": "10.20.30.0/24"}, {"dst": "172.16.1.0/30"}, {"dst": "10.99.0.0/16"}]
+    assert [str(n) for n in routing.nested_chain(table)] == ["10.0.0.0/8", "10.20.0.0/16", "10.20.30.0/24"]
+    assert routing.nested_chain([{"dst": "10.0.0.0/24"}, {"dst": "10.0.1.0/24"}])[0].prefixlen == 24
+    pts = routing.evenly_spaced(ipaddress.ip_network("10.20.30.0/24"), 256)
+    assert pts[0] == "10.20.30.0" and pts[-1] == "10.20.30.255" and len(set(pts)) == 256

@@ -79,6 +79,7 @@ class Packet:
     flags: int
     payload_len: int
     tsval: int | None
+    mss: int | None = None  # the MSS option (SYNs only); not part of the key
 
     @property
     def direction(self):
@@ -95,11 +96,15 @@ class Packet:
         return self.payload_len + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
 
 
-def _tsval(tcp):
+def _options(tcp):
+    """(TSval or None, MSS option or None) of a TCP header."""
+    tsval = mss = None
     for kind, data in dpkt.tcp.parse_opts(tcp.opts):
         if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
-            return int.from_bytes(data[:4], "big")
-    return None
+            tsval = int.from_bytes(data[:4], "big")
+        elif kind == dpkt.tcp.TCP_OPT_MSS and len(data) == 2:
+            mss = int.from_bytes(data, "big")
+    return tsval, mss
 
 
 def read_packets(path):
@@ -126,10 +131,12 @@ def read_packets(path):
             # dpkt gives float seconds: ~0.2 us resolution today, plenty for
             # one-way delays of milliseconds.
             ts_ns = int(round(float(ts) * 1e9))
+            tsval, mss = _options(tcp)
             out.append(Packet(index=i, ts_ns=ts_ns, src=socket.inet_ntoa(ip.src), sport=tcp.sport,
                               dst=socket.inet_ntoa(ip.dst), dport=tcp.dport, ip_id=ip.id,
                               seq=tcp.seq, ack=tcp.ack, flags=tcp.flags,
-                              payload_len=payload_len, tsval=_tsval(tcp)))
+                              payload_len=payload_len, tsval=tsval,
+                              mss=mss if tcp.flags & SYN else None))
     return out
 
 
@@ -432,6 +439,22 @@ def false_alarm_probability(p, n, z=Z_9999):
             continue
         total += math.exp(lgn - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq)
     return total
+
+
+def binomial_below(k, n, p):
+    """P[X < k] for X ~ Binomial(n, p): the chance an effect with per-packet
+    probability ``p`` shows up fewer than ``k`` times in ``n`` packets."""
+    if k <= 0:
+        return 0.0
+    if n < k:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq, lgn = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(lgn - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+                        for i in range(k)))
 
 
 def netem_expected_rates(loss=0.0, duplicate=0.0):

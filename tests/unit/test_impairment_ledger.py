@@ -6,6 +6,7 @@ each packet. The ledger must find exactly that -- and a changed generator must
 be re-run (the byte-for-byte test below says so).
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -223,3 +224,138 @@ def test_none_selects_nothing_and_specs_follow_parameters():
     specs = tr.scenario_specs(p)
     assert specs["loss"]["loss"] == 4.0 and specs["combo"]["loss"] == 2.0
     assert set(specs) == set(tr.SCENARIOS)
+
+
+def test_binomial_below_known_values():
+    # P[X < 1] = (1-p)^n; P[X < 3] for n=10, p=0.5 = (1+10+45)/1024.
+    assert L.binomial_below(1, 100, 0.02) == pytest.approx(0.98 ** 100)
+    assert L.binomial_below(3, 10, 0.5) == pytest.approx(56 / 1024)
+    assert L.binomial_below(0, 10, 0.5) == 0.0
+    assert L.binomial_below(3, 2, 0.5) == 1.0
+
+
+def test_mss_option_is_read_from_the_syn(tmp_path):
+    import dpkt
+    import socket
+    path = tmp_path / "syn.pcap"
+    opts = (bytes([2, 4]) + (1460).to_bytes(2, "big")            # MSS 1460
+            + bytes([1, 1, 8, 10]) + (7).to_bytes(4, "big") + bytes(4))  # NOP NOP TS
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW)
+        for i, (flags, o, payload) in enumerate([(L.SYN, opts, b""), (L.ACK, opts[4:], b"x" * 100)]):
+            tcp = dpkt.tcp.TCP(sport=1000, dport=80, seq=5, flags=flags, opts=o, data=payload)
+            tcp.off = (20 + len(o)) // 4
+            ip = dpkt.ip.IP(src=socket.inet_aton(CLIENT), dst=socket.inet_aton(SERVER),
+                            p=dpkt.ip.IP_PROTO_TCP, id=i, data=tcp)
+            ip.len = 20 + len(bytes(tcp))
+            w.writepkt(bytes(ip), ts=1.0 + i)
+    syn, data = L.read_packets(str(path))
+    assert (syn.mss, syn.tsval) == (1460, 7)
+    assert data.mss is None and data.payload_len == 100   # only a SYN's option counts
+    tr = _tcp_recovery()
+    synack = dataclasses.replace(syn, src=SERVER, dst=CLIENT, flags=L.SYN | L.ACK)
+    sizes = tr.segment_sizes([syn, synack, data], CLIENT)
+    assert sizes == {"mss_option": 1460, "timestamps": True, "payload": 100,
+                     "payload_from_mss": 1460 - tr.TCP_TIMESTAMP_OPTION_BYTES}
+
+
+def test_committed_captures_have_no_mss_option_but_a_payload(ledger):
+    tr = _tcp_recovery()
+    sizes = tr.segment_sizes(L.read_packets(UP), CLIENT)
+    assert sizes["mss_option"] is None and sizes["payload"] == 100   # make_captures.MSS
+
+
+def test_tolerances_follow_the_kernel_constants():
+    tr = _tcp_recovery()
+    rtt = {"min": 5.0, "max": 10.0}
+    lo, hi = tr.retransmission_window_ms("synack", rtt)
+    # TCP_TIMEOUT_INIT 1 s: at most a jiffy early, never as late as the
+    # second, backed-off retransmission (3 s).
+    assert 1000 - tr.JIFFY_MAX_MS - 0.01 <= lo < 1000 < hi < 3000
+    lo, hi = tr.retransmission_window_ms("fin", rtt)
+    assert lo == pytest.approx(2 * 5.0 - tr.TS_DIFF_MS)             # tail loss probe >= 2 srtt
+    assert hi >= 10.0 + tr.TCP_RTO_MIN_MS + 10.0                     # last ACK + the RTO
+    lo_n, hi_n = tr.retransmission_window_ms("nth", rtt)
+    assert lo_n == pytest.approx(5.0 - tr.TS_DIFF_MS) and hi_n == hi
+    # A large RTT spread raises the RTO above TCP_RTO_MIN: 4 x (max - min).
+    assert tr.rto_max_ms({"min": 1.0, "max": 101.0}) == pytest.approx(101.0 + 400.0)
+    # One-way delay: never below the delay; above by the baseline's p90 + wake-up.
+    lo, hi = tr.owd_window_ms(20.0, {"p90": 0.7, "median": 0.02})
+    assert lo == pytest.approx(20.0 - tr.TS_DIFF_MS)
+    assert hi == pytest.approx(20.0 + 0.7 + tr.MEDIAN_WAKEUP_SLACK_MS + tr.TS_DIFF_MS)
+    assert tr.owd_window_ms(20.0, None) is None
+
+
+def _bare_experiment(tr, **params):
+    exp = object.__new__(tr.TcpRecovery)
+    exp.params = tr.TcpRecoveryParams(**params)
+    exp._owd_ms, exp._baseline_owd = [], None
+    return exp
+
+
+def _figures_without_evidence(nbytes=1_000_000):
+    return {"bytes": nbytes, "ledger": {"data_direction": None, "ack_direction": None},
+            "sender_side": None, "receiver_side": None, "segments": None, "netem": None}
+
+
+def test_claims_without_evidence_are_stated_and_fail():
+    tr = _tcp_recovery()
+    exp = _bare_experiment(tr)
+    specs = tr.scenario_specs(exp.params)
+    for name in ("loss", "duplicate", "combo"):
+        m = _figures_without_evidence()
+        claims = exp.check_rates(name, specs[name], m) + exp.check_scenario(name, specs[name], m)
+        names = [c.name for c in claims]
+        assert f"{name}: measured loss (packets that vanished) matches netem's setting" in names
+        if specs[name].get("loss"):
+            assert f"{name}: losses were repaired by fast retransmission after duplicate ACKs" in names
+        if specs[name].get("duplicate"):
+            assert f"{name}: duplicated segments reached the receiver and were not delivered twice" in names
+        assert claims and not any(c.ok for c in claims), [c.line() for c in claims if c.ok]
+
+
+def _figures_with(drops=0, copies=0, fast=0, dup_acks=0, rcv_dups=0, nbytes=1_000_000):
+    led = {"departed": 700, "dropped": drops, "duplicated": copies, "data_dropped": drops,
+           "data_extra_copies": copies, "data_reordered": 0, "data_departed": 700,
+           "owd_ms": {"median": 5.05, "p90": 5.1}}
+    return {"bytes": nbytes, "ledger": {"data_direction": led, "ack_direction": None},
+            "sender_side": {"client_to_server": {"fast_retransmissions": fast},
+                            "server_to_client": {"duplicate_acks": dup_acks, "rtt_min_ms": 5.04}},
+            "receiver_side": {"client_to_server": {"duplicate_segments": rcv_dups}},
+            "segments": {"payload": 1448}, "netem": None}
+
+
+def _claim(claims, text):
+    return next(c for c in claims if text in c.name)
+
+
+def test_fast_retransmit_claim_is_required_when_the_parameters_make_drops_certain():
+    tr = _tcp_recovery()
+    exp = _bare_experiment(tr, loss=2.0)
+    spec = tr.scenario_specs(exp.params)["loss"]
+    # 1 MB / 1448 B = 691 segments at 2%: about 14 drops expected; two is a failure.
+    c = _claim(exp.check_scenario("loss", spec, _figures_with(drops=2)), "fast retransmission")
+    assert not c.ok and "cause" in c.measured
+    c = _claim(exp.check_scenario("loss", spec, _figures_with(drops=14, fast=0, dup_acks=9)),
+               "fast retransmission")
+    assert not c.ok
+    c = _claim(exp.check_scenario("loss", spec, _figures_with(drops=14, fast=3, dup_acks=9)),
+               "fast retransmission")
+    assert c.ok
+    # 100 kB at 0.5%: 70 segments, P[< 3 drops] ~ 0.95: not required, stated as not exercised.
+    exp = _bare_experiment(tr, loss=0.5)
+    spec = tr.scenario_specs(exp.params)["loss"]
+    c = _claim(exp.check_scenario("loss", spec, _figures_with(drops=1, nbytes=100_000)),
+               "fast retransmission")
+    assert c.ok and "not exercised" in c.measured
+
+
+def test_duplicate_claim_fails_when_the_network_made_no_copies():
+    tr = _tcp_recovery()
+    exp = _bare_experiment(tr)
+    spec = tr.scenario_specs(exp.params)["duplicate"]
+    c = _claim(exp.check_scenario("duplicate", spec, _figures_with(copies=0)), "duplicated segments")
+    assert not c.ok and "no copies" in c.measured["cause"]
+    c = _claim(exp.check_scenario("duplicate", spec, _figures_with(copies=30, rcv_dups=30)),
+               "duplicated segments")
+    assert c.ok

@@ -75,14 +75,16 @@ log=$ctl/init.log
 : >"$log"
 note "mounted the control directory"
 
-while IFS= read -r -d '' dir; do
-	hostfs_mount "$dir" || fail "cannot mount host directory $dir read-write"
-	note "writable: $dir"
-done <"$ctl/writable"
+# Read-only first: a writable directory may lie inside the read-only one (the
+# results/ folder of a checkout under /tmp), and a later mount would hide it.
 while IFS= read -r -d '' dir; do
 	hostfs_mount "$dir" ro || fail "cannot mount host directory $dir read-only"
 	note "read-only: $dir"
 done <"$ctl/readonly"
+while IFS= read -r -d '' dir; do
+	hostfs_mount "$dir" || fail "cannot mount host directory $dir read-write"
+	note "writable: $dir"
+done <"$ctl/writable"
 
 # Kernel modules ship in /usr/lib/uml/modules/<version>; modprobe looks in
 # /lib/modules/<version>. If /lib/modules exists, a tmpfs over it gives us a

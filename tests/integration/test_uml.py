@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -72,6 +73,21 @@ class TestInGuest:
         status, _, _ = run(["sh", "-c", 'echo made > "$1/made.txt"', "sh", str(tmp_path)], tmp_path)
         assert status == 0
         assert (tmp_path / "made.txt").read_text() == "made\n"
+
+    def test_writable_dir_inside_a_read_only_cwd_under_tmp(self, tmp_path):
+        # A checkout under /tmp (as CI may clone it) is mounted read-only in the
+        # guest; its results/ folder, writable, must not be hidden by that mount.
+        checkout = tempfile.mkdtemp(prefix="wirelab-test-checkout-", dir="/tmp")
+        try:
+            results = os.path.join(checkout, "results")
+            os.mkdir(results)
+            with open(tmp_path / "out", "wb") as o:
+                status = uml.run_in_uml(["sh", "-c", "echo ok > results/x && ! touch y 2>/dev/null"],
+                                        cwd=checkout, writable=[results], timeout=TIMEOUT, stdout=o)
+            assert status == 0, "results/ is writable and the checkout itself is read-only"
+            assert open(os.path.join(results, "x")).read() == "ok\n"
+        finally:
+            shutil.rmtree(checkout)
 
     def test_argv_survives_and_status_and_streams_come_back(self, tmp_path):
         tricky = ["a b", "it's", '"q"', "$(touch /tmp/pwned)", "back\\slash", "new\nline", "",

@@ -117,18 +117,6 @@ def nft_tables(tb, node):
     return {t["table"]["name"] for t in listed["nftables"] if "table" in t}
 
 
-@pytest.fixture(scope="module")
-def tb():
-    with Testbed(RouterPair()) as testbed:
-        yield testbed
-
-
-@pytest.fixture
-def fresh_tb():
-    with Testbed(RouterPair()) as testbed:
-        yield testbed
-
-
 # ------------------------------------------------------ one drop, recovered
 
 @pytest.mark.parametrize("backend", BACKENDS)

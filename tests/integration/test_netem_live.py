@@ -34,18 +34,6 @@ def diagnostics(tb, *nodes):
     return "\n".join(out)
 
 
-@pytest.fixture(scope="module")
-def tb():
-    with Testbed(RouterPair()) as testbed:
-        yield testbed
-
-
-@pytest.fixture
-def fresh_tb():
-    with Testbed(RouterPair()) as testbed:
-        yield testbed
-
-
 # ----------------------------------------------------- no sch_netem (host)
 
 def test_without_sch_netem_apply_raises_clear_error(tb):

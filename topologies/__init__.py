@@ -150,9 +150,15 @@ class PlannedTopo(Topo):
         # put the bridge (and its br0) in the root namespace.
         return self.addSwitch(name, cls=LanBridge, inNamespace=True)
 
-    def _link(self, a, b, addr_a, addr_b, segment):
+    def _link(self, a, b, addr_a, addr_b, segment, netem_a=None, netem_b=None):
         params1 = {"addrs": [addr_a]} if addr_a else {}
         params2 = {"addrs": [addr_b]} if addr_b else {}
+        # netem declared on a link end acts on what that end SENDS (egress);
+        # the Testbed applies it once the network is up (wirelab.netem).
+        if netem_a is not None:
+            params1["netem"] = netem_a
+        if netem_b is not None:
+            params2["netem"] = netem_b
         key = self.addLink(a, b, params1=params1, params2=params2)
         info = self.linkInfo(a, b, key)
         # Mininet names an interface <node>-eth<port>, the port numbered in
@@ -164,13 +170,26 @@ class PlannedTopo(Topo):
         self._peer[(a, if_a)], self._peer[(b, if_b)] = (b, if_b), (a, if_a)
         return if_a, if_b
 
-    def p2p(self, a, b, subnet):
-        """A direct link ``a`` -- ``b`` on ``subnet``: ``a`` gets host 1, ``b`` host 2."""
+    def p2p(self, a, b, subnet, netem_a=None, netem_b=None):
+        """A direct link ``a`` -- ``b`` on ``subnet``: ``a`` gets host 1, ``b`` host 2.
+
+        ``netem_a`` / ``netem_b``: a :class:`wirelab.netem.NetemSpec` for the
+        packets ``a`` sends to ``b`` / ``b`` sends to ``a`` (validated here,
+        before anything exists; applied by the Testbed when the network is up).
+        """
         subnet = ipaddress.ip_network(subnet)
         addr_a, addr_b = addressing.point_to_point(subnet)
         segment = f"{a}--{b}"
         self._seg_net[segment] = subnet
-        return self._link(a, b, addr_a, addr_b, segment)
+        self._declared_netem = getattr(self, "_declared_netem", {})
+        for node, spec in ((a, netem_a), (b, netem_b)):
+            if spec is not None:
+                self._declared_netem[(node, segment)] = str(spec)
+        return self._link(a, b, addr_a, addr_b, segment, netem_a, netem_b)
+
+    def declared_netem(self):
+        """{(node, segment): 'netem ...'}: impairments declared in the topology."""
+        return dict(getattr(self, "_declared_netem", {}))
 
     def join(self, node, lan, host_index):
         """Attach ``node`` to ``lan`` as host number ``host_index`` of its subnet."""

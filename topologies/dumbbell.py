@@ -46,7 +46,11 @@ class DumbbellTopo(PlannedTopo):
     on r1-eth0 and the reverse on r2-eth0; :meth:`bottleneck` returns both.
 
     Parameters: ``senders`` (default 1), ``receivers`` (default: as many as
-    senders), each 1..255.
+    senders), each 1..255; ``netem`` (optional): an impairment of the
+    bottleneck's sender-to-receiver direction (netem on r1-eth0, i.e. what r1
+    sends to r2), a :class:`wirelab.netem.NetemSpec` or its text, e.g.
+    ``"delay=20ms loss=1%"``; ``reverse_netem``: the same for r2-eth0 (ACKs).
+    Both are validated when the topology is built and applied by the Testbed.
 
     Address plan (each router end is host .1, each host end .2):
 
@@ -67,7 +71,11 @@ class DumbbellTopo(PlannedTopo):
 
     topo_name = "dumbbell"
 
-    def build(self, senders=1, receivers=None):
+    def build(self, senders=1, receivers=None, netem=None, reverse_netem=None):
+        from wirelab.netem import NetemSpec
+        netem, reverse_netem = (None if spec is None else
+                                spec if isinstance(spec, NetemSpec) else NetemSpec.parse(spec)
+                                for spec in (netem, reverse_netem))
         limit = f"one /24 of {SENDER_NETS} per host, numbered from 1"
         senders = count_param(senders, "dumbbell: senders", 1, MAX_PER_SIDE, limit)
         receivers = senders if receivers is None else count_param(
@@ -86,7 +94,7 @@ class DumbbellTopo(PlannedTopo):
             self.host(name, routes=[("default", str(net.network_address + 1))])
 
         # The bottleneck first, so it is eth0 on both routers.
-        self.p2p("r1", "r2", BOTTLENECK_NET)
+        self.p2p("r1", "r2", BOTTLENECK_NET, netem_a=netem, netem_b=reverse_netem)
         for name, net in zip(self.senders, snd_nets):
             self.p2p("r1", name, net)
         for name, net in zip(self.receivers, rcv_nets):

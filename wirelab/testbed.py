@@ -163,6 +163,21 @@ class Testbed:
         self.net.configHosts()
         self.net.built = True
         self.net.start()
+        self._apply_declared_netem()
+
+    def _apply_declared_netem(self):
+        """netem declared in the topology on a link end (intf param ``netem``):
+        applied to that interface's egress, removed at teardown."""
+        declared = [(node, intf) for node in self.net.hosts + self.net.switches
+                    for intf in node.intfList() if intf.params.get("netem") is not None]
+        if not declared:
+            return
+        from .netem import NetemSpec, apply_netem
+        for node, intf in declared:
+            spec = intf.params["netem"]
+            spec = spec if isinstance(spec, NetemSpec) else NetemSpec.parse(spec)
+            apply_netem(self, node, intf.name, spec)
+            self.log(f"netem on {intf.name} (what {node.name} sends): {spec}")
 
     def _teardown(self):
         errors = []

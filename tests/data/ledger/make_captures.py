@@ -21,7 +21,6 @@ The script (times in ms, client side):
 
 import json
 import os
-import sys
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import CookedLinux, Ether
@@ -131,4 +130,12 @@ def main(out_dir=HERE):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else HERE)
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", nargs="?", default=HERE,
+                        help="where to write the captures (default: next to this script)")
+    args = parser.parse_args()
+    if not os.path.isdir(args.out_dir):
+        parser.error(f"{args.out_dir}: not a directory")
+    main(args.out_dir)

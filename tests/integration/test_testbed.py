@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import net_namespace_inodes
+from hoststate import net_namespace_inodes
 from tiny_topo import TinyTopo
 from wirelab import ledger
 from wirelab.errors import CommandError, ConfigError

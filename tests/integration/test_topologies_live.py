@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import root_links
+from hoststate import root_links
 from topologies.cluster import ClusterTopo
 from topologies.dumbbell import DumbbellTopo
 from topologies.internet import InternetTopo

@@ -20,15 +20,28 @@ plan without root: :meth:`~PlannedTopo.host_ips`,
 following the intended tables with a pure-Python longest-prefix match) and more.
 """
 
+import glob
 import inspect
 import ipaddress
+import os
+import sys
 
-from mininet.topo import Topo
-from mininet.util import natural
+# Under `mn --custom`, this runs in /usr/bin/python3, whose site-packages lack
+# pyroute2: borrow the repo venv's (made with --system-site-packages, so it
+# holds only what the system python lacks).
+try:
+    import pyroute2  # noqa: F401
+except ImportError:
+    sys.path.extend(glob.glob(os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ".venv", "lib", "python%d.%d" % sys.version_info[:2], "site-packages")))
 
-from wirelab import addressing
-from wirelab.errors import ConfigError
-from wirelab.nodes import Host, LanBridge, LinuxRouter
+from mininet.topo import Topo  # noqa: E402
+from mininet.util import natural  # noqa: E402
+
+from wirelab import addressing  # noqa: E402
+from wirelab.errors import ConfigError  # noqa: E402
+from wirelab.nodes import Host, LanBridge, LinuxRouter  # noqa: E402
 
 # A Linux node starts its own packets with TTL 64 (net.ipv4.ip_default_ttl), so
 # an echo reply dies after 63 routers; longer paths need the maximum, 255.

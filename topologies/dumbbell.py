@@ -4,22 +4,16 @@
     sudo mn --custom topologies/dumbbell.py --topo dumbbell,2,3 --controller none
 """
 
-import glob
 import os
 import sys
 
 # mn --custom exec()s this file without __file__ and without the repo on
-# sys.path, under /usr/bin/python3 whose site-packages lack pyroute2: find the
-# repo from the code object's file name and borrow the venv's site-packages.
+# sys.path: find the repo from the code object's file name (the topologies
+# package then finds the venv's packages for mn's system python).
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(
     globals().get("__file__") or sys._getframe().f_code.co_filename)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
-try:
-    import pyroute2  # noqa: F401
-except ImportError:
-    sys.path.extend(glob.glob(os.path.join(
-        _ROOT, ".venv", "lib", "python%d.%d" % sys.version_info[:2], "site-packages")))
 
 from topologies import PlannedTopo, count_param  # noqa: E402
 from wirelab import addressing  # noqa: E402

@@ -7,22 +7,16 @@
     sudo mn --custom topologies/line.py --topo line,n=200,base=10.64.0.0/16 --controller none
 """
 
-import glob
 import os
 import sys
 
 # mn --custom exec()s this file without __file__ and without the repo on
-# sys.path, under /usr/bin/python3 whose site-packages lack pyroute2: find the
-# repo from the code object's file name and borrow the venv's site-packages.
+# sys.path: find the repo from the code object's file name (the topologies
+# package then finds the venv's packages for mn's system python).
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(
     globals().get("__file__") or sys._getframe().f_code.co_filename)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
-try:
-    import pyroute2  # noqa: F401
-except ImportError:
-    sys.path.extend(glob.glob(os.path.join(
-        _ROOT, ".venv", "lib", "python%d.%d" % sys.version_info[:2], "site-packages")))
 
 from topologies import LINUX_DEFAULT_TTL, MAX_TTL, PlannedTopo, count_param  # noqa: E402
 from wirelab import addressing  # noqa: E402

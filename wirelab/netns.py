@@ -68,11 +68,6 @@ def iproute(target):
         return IPRoute()
 
 
-def netns_inode(target):
-    """The inode that identifies ``target``'s network namespace (for tests)."""
-    return os.stat(f"/proc/{_pid_of(target)}/ns/net").st_ino
-
-
 # ethtool ioctls (linux/ethtool.h): legacy per-feature get/set, which every
 # kernel since 2.6 answers, struct ethtool_value { __u32 cmd; __u32 data; }.
 _SIOCETHTOOL = 0x8946

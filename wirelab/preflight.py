@@ -60,15 +60,11 @@ def require_basics(tools=None):
         raise MissingToolError(f"required tool '{tool}' not found: apt-get install {pkg}")
 
 
-def has_sch_netem():
-    from .uml import has_sch_netem as probe
-    return probe()
-
-
 def report():
     """A dict describing the machine, for ``python -m wirelab.preflight``."""
     netem = None
     if is_root():
+        from .uml import has_sch_netem
         try:
             netem = has_sch_netem()
         except Exception:  # probe unavailable: say unknown rather than guess

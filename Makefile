@@ -20,13 +20,13 @@ unit: .venv/bin/python  ## only the unit tests (no root needed once set up)
 	$(PY) -m pytest tests/unit
 
 preflight: .venv/bin/python  ## can this machine run wirelab? (root, mininet, tools, sch_netem)
-	$(PY) -m wirelab.preflight
+	$(PY) -m wirelab.net.preflight
 
 .venv/bin/python:
 	@echo "wirelab: not set up yet: run 'sudo make setup' first" >&2; exit 3
 
 clean-net:  ## remove exactly what crashed runs left behind (processes, namespaces, links)
-	@$(PY) -m wirelab.clean
+	@$(PY) -m wirelab.net.clean
 
 bench: setup  ## benchmarks: topology start/stop vs bare Mininet, pcap analysis speed
 	$(PY) bench/bench_topology.py

@@ -5,7 +5,7 @@ py="$here/../.venv/bin/python"
 [ -x "$py" ] || { echo "wirelab: not set up (no .venv); run: sudo make setup" >&2; exit 3; }
 exec "$py" "$0" "$@"
 '''
-"""Throughput and memory of wirelab.pcap against dpkt and tshark.
+"""Throughput and memory of wirelab.observe.pcap against dpkt and tshark.
 
 Usage::
 
@@ -157,7 +157,7 @@ def peak_rss_mb(path: Path) -> tuple[float, float]:
     getrusage's ru_maxrss survives exec on Linux and would report this
     process's peak instead.
     """
-    code = ("import sys; sys.path.insert(0, %r); from wirelab.pcap import analyze\n"
+    code = ("import sys; sys.path.insert(0, %r); from wirelab.observe.pcap import analyze\n"
             "hwm = lambda: [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
             "a = hwm(); analyze(%r); print(a, hwm())" % (str(ROOT), str(path)))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
@@ -169,11 +169,11 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--_inside":
         _inside(sys.argv[2])
         return
-    ap = argparse.ArgumentParser(description="Throughput and memory of wirelab.pcap (prints figures)")
+    ap = argparse.ArgumentParser(description="Throughput and memory of wirelab.observe.pcap (prints figures)")
     ap.add_argument("pcap", nargs="?", help="capture to use (default: record one, needs root)")
     ap.add_argument("--keep", help="also save the recorded capture here")
     a = ap.parse_args()
-    from wirelab.pcap import PcapReader, analyze
+    from wirelab.observe.pcap import PcapReader, analyze
 
     with tempfile.TemporaryDirectory(prefix="bench_pcap.") as tmpname:
         tmp = Path(tmpname)
@@ -193,7 +193,7 @@ def main() -> None:
 
         dt, rep = timed(lambda: analyze(path))
         tot = rep.totals()
-        print(f"wirelab.pcap analyze():    {dt:6.2f} s  {npk / dt:10,.0f} packets/s "
+        print(f"wirelab.observe.pcap analyze():    {dt:6.2f} s  {npk / dt:10,.0f} packets/s "
               f"({len(rep.flows)} flows, {tot.get('retransmissions', 0)} retransmissions, "
               f"{tot.get('out_of_order', 0)} out-of-order, {tot.get('duplicate_acks', 0)} dup ACKs)")
         try:
@@ -234,7 +234,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     from wirelab.errors import WirelabError
-    from wirelab.pcap import CaptureError
+    from wirelab.observe.pcap import CaptureError
     try:
         main()
     except (CaptureError, WirelabError, OSError, subprocess.CalledProcessError) as exc:

@@ -33,8 +33,8 @@ from mininet.node import Host as MnHost  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from topologies.line import LineTopo  # noqa: E402
-from wirelab.ledger import LABEL, Ledger, labelled_pids  # noqa: E402
-from wirelab.testbed import Testbed, new_run_id  # noqa: E402
+from wirelab.net.runledger import LABEL, RunLedger, labelled_pids  # noqa: E402
+from wirelab.net.testbed import Testbed, new_run_id  # noqa: E402
 
 
 class BareLine(Topo):
@@ -98,7 +98,7 @@ def main():
     # Bare Mininet's shells carry a run label and ledger of their own, as a
     # Testbed's do, so a crashed benchmark is cleaned by the next run.
     label = new_run_id()
-    record = Ledger(label)
+    record = RunLedger(label)
     os.environ[LABEL] = label
     try:
         return measure(args)

@@ -30,12 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
-from wirelab.addressing import lpm  # noqa: E402
-from wirelab.capture import Capture, ethernet_frames  # noqa: E402
+from wirelab.net.addressing import lpm  # noqa: E402
+from wirelab.observe.capture import Capture, ethernet_frames  # noqa: E402
 from wirelab.errors import ConfigError  # noqa: E402
-from wirelab.experiment import Claim, Experiment, main, write_json  # noqa: E402
+from wirelab.experiment.core import Claim, Experiment, main, write_json  # noqa: E402
 from wirelab.proc import wait_until  # noqa: E402
-from wirelab.testbed import Testbed  # noqa: E402
+from wirelab.net.testbed import Testbed  # noqa: E402
 
 MAIN, LOCAL = 254, 255
 

@@ -19,11 +19,11 @@ the link's own one-way delay under the delay tolerances).
 Then, from the saved files only:
 
 * the receiving application got exactly the bytes sent (length and sha256);
-* the pcap analyser (wirelab.pcap, Wireshark's rules) on the sender side counts
+* the pcap analyser (wirelab.observe.pcap, Wireshark's rules) on the sender side counts
   retransmissions by kind (fast / timeout / spurious), duplicate ACKs; on the
   receiver side out-of-order and duplicate segments; the receiver's cumulative
   ACK never goes backwards; handshake and teardown complete;
-* the impairment ledger (wirelab.impairment_ledger) matches every packet seen
+* the impairment ledger (wirelab.observe.impairment) matches every packet seen
   at "up" with its copies at "down": which ones the network dropped,
   duplicated, reordered -- and proves each dropped data segment was
   retransmitted and delivered;
@@ -58,15 +58,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from topologies.dumbbell import DumbbellTopo  # noqa: E402
-from wirelab import impairment_ledger as ledger_mod  # noqa: E402
-from wirelab.capture import Captures  # noqa: E402
+from wirelab.observe import impairment as ledger_mod  # noqa: E402
+from wirelab.observe.capture import Captures  # noqa: E402
 from wirelab.errors import CommandError, ConfigError  # noqa: E402
-from wirelab.experiment import Claim, Experiment, main, write_json  # noqa: E402
+from wirelab.experiment.core import Claim, Experiment, main, write_json  # noqa: E402
 from wirelab.proc import LineReader, wait_until  # noqa: E402
-from wirelab.tcpflow import READY_PREFIX, payload_sha256  # noqa: E402
+from wirelab.apps.tcpflow import READY_PREFIX, payload_sha256  # noqa: E402
 
 TCPFLOW = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "wirelab", "tcpflow.py")
+                       "wirelab", "apps", "tcpflow.py")
 SCENARIOS = ("loss", "reorder", "duplicate", "delay", "combo")
 FAULTS = ("nth", "synack", "fin")
 BASE_PORT = 5001
@@ -297,7 +297,7 @@ class TcpRecovery(Experiment):
         return bool(params.scenarios or params.sweep_loss)
 
     def setup(self):
-        from wirelab.testbed import Testbed
+        from wirelab.net.testbed import Testbed
         self.topo = DumbbellTopo()
         self.tb = self.stack.enter_context(Testbed(self.topo, log=self.log))
         self.snd, self.rcv = self.tb.node("snd1"), self.tb.node("rcv1")
@@ -318,7 +318,7 @@ class TcpRecovery(Experiment):
         self.metrics["offloads"] = self._offloads()
 
     def _offloads(self):
-        from wirelab.netns import get_offloads, open_ioctl_socket
+        from wirelab.net.netns import get_offloads, open_ioctl_socket
         out = {}
         for node, intf in ((self.r1, self.impaired), (self.r2, self.topo.bottleneck()["r2"]),
                            (self.r1, self.up), (self.r2, self.down)):
@@ -328,7 +328,7 @@ class TcpRecovery(Experiment):
 
     # -- run --------------------------------------------------------------------
     def run(self):
-        from wirelab import netem
+        from wirelab.impair import netem
         p = self.params
         specs = scenario_specs(p)
         self.metrics["runs"] = {}
@@ -367,7 +367,7 @@ class TcpRecovery(Experiment):
         self.metrics["offloads_after"] = self._offloads()
 
     def run_fault(self, name):
-        from wirelab import faults
+        from wirelab.impair import faults
         port = self.port  # the port transfer() is about to use
         snd_ip, rcv_ip = self.tb.ip("snd1"), self.tb.ip("rcv1")
         if name == "nth":
@@ -508,7 +508,7 @@ class TcpRecovery(Experiment):
 
     def check_transfer(self, folder, label):
         """Claims every transfer must satisfy; returns (figures, [Tagged])."""
-        from wirelab.pcap import analyze
+        from wirelab.observe.pcap import analyze
         info = self.load_run(folder)
         up, down = self.path(folder, "up.pcap"), self.path(folder, "down.pcap")
         at_rcv = self.path(folder, "rcv.pcap")
@@ -801,7 +801,7 @@ class TcpRecovery(Experiment):
 
     def _retransmission_kind(self, folder, name, rec):
         """Wireshark's flag on the retransmission the ledger found."""
-        from wirelab.pcap import flag_names, iter_segments
+        from wirelab.observe.pcap import flag_names, iter_segments
         idx = rec.get("retransmission_index")
         if idx is None:
             return None
@@ -865,8 +865,8 @@ class TcpRecovery(Experiment):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from wirelab.pcap import iter_segments
-        from wirelab.pcap import flags as F
+        from wirelab.observe.pcap import iter_segments
+        from wirelab.observe.pcap import flags as F
         folders = (["baseline"] if self.params.scenarios else []) + \
                   [os.path.join("scenarios", s) for s in self.params.scenarios] + \
                   [os.path.join("faults", s) for s in self.params.faults] + \
@@ -992,7 +992,7 @@ def _ledger_fig(summary):
 
 def _ack_regressions(path, receiver_ip):
     """ACKs from the receiver whose cumulative ACK is below an earlier one (file order)."""
-    from wirelab.impairment_ledger import ACK, read_packets
+    from wirelab.observe.impairment import ACK, read_packets
     pkts = [p for p in read_packets(path) if p.src == receiver_ip and p.flags & ACK]
     if not pkts:
         return 0

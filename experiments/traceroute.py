@@ -28,11 +28,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wirelab.capture import Captures, ethernet_frames  # noqa: E402
+from wirelab.observe.capture import Captures, ethernet_frames  # noqa: E402
 from wirelab.errors import ConfigError  # noqa: E402
-from wirelab.experiment import Claim, Experiment, main, write_json  # noqa: E402
-from wirelab.testbed import Testbed  # noqa: E402
-from wirelab.traceroute_parse import parse  # noqa: E402
+from wirelab.experiment.core import Claim, Experiment, main, write_json  # noqa: E402
+from wirelab.net.testbed import Testbed  # noqa: E402
+from wirelab.observe.traceroute_parse import parse  # noqa: E402
 
 UDP_BASE_PORT = 33434     # traceroute's default: probe k goes to port 33434 + k
 PROBES_PER_HOP = 3

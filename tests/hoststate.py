@@ -34,12 +34,12 @@ def net_namespace_inodes():
 
 
 def labelled_processes():
-    from wirelab.ledger import labelled_pids
+    from wirelab.net.runledger import labelled_pids
     return set(labelled_pids())
 
 
 def run_ledgers():
-    from wirelab.ledger import LEDGER_DIR
+    from wirelab.net.runledger import LEDGER_DIR
     return set(os.listdir(LEDGER_DIR)) if os.path.isdir(LEDGER_DIR) else set()
 
 

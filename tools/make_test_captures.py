@@ -328,7 +328,7 @@ def derive() -> dict:
 
 
 def golden(injected: dict) -> None:
-    from wirelab.pcap import analyze
+    from wirelab.observe.pcap import analyze
     res = {}
     for p in sorted(OUT.iterdir()):
         if p.suffix not in (".pcap", ".pcapng") or p.name.startswith("err_") and p.name != "err_truncated.pcap":

@@ -14,7 +14,7 @@ Examples::
     tools/pcapstat.py --flow 10.0.0.1:5001 capture.pcap
 
 Counters follow Wireshark's ``tcp.analysis.*`` flags; see
-``wirelab/pcap/report.py`` for their exact definitions.  Exit codes: 0 ok,
+``wirelab/observe/pcap/report.py`` for their exact definitions.  Exit codes: 0 ok,
 2 unreadable input (one-line message on stderr), 3 not set up.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wirelab.pcap import CaptureError, analyze  # noqa: E402
+from wirelab.observe.pcap import CaptureError, analyze  # noqa: E402
 
 COLUMNS = [  # (header, attribute of DirectionSummary, format)
     ("pkts", "packets", "d"), ("bytes", "payload_bytes", "d"), ("uniq", "unique_bytes", "d"),

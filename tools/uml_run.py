@@ -27,7 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wirelab import uml  # noqa: E402  (after the sys.path change above)
+from wirelab.net import uml  # noqa: E402  (after the sys.path change above)
 from wirelab.errors import Interrupted, WirelabError  # noqa: E402
 
 # Passed from the caller's environment into the guest (the rest is not: the

@@ -9,7 +9,7 @@
 Each is a side-effect-free Mininet ``Topo``: constructing one computes the
 address plan and the routing tables and checks the parameters (a bad one raises
 :class:`~wirelab.errors.ConfigError` with one line), and nothing else. Run one
-with :class:`wirelab.testbed.Testbed`, or from the shell::
+with :class:`wirelab.net.testbed.Testbed`, or from the shell::
 
     sudo mn --custom topologies/line.py --topo line,3 --controller none
 
@@ -39,9 +39,9 @@ except ImportError:
 from mininet.topo import Topo  # noqa: E402
 from mininet.util import natural  # noqa: E402
 
-from wirelab import addressing  # noqa: E402
+from wirelab.net import addressing  # noqa: E402
 from wirelab.errors import ConfigError  # noqa: E402
-from wirelab.nodes import Host, LanBridge, LinuxRouter  # noqa: E402
+from wirelab.net.nodes import Host, LanBridge, LinuxRouter  # noqa: E402
 
 # A Linux node starts its own packets with TTL 64 (net.ipv4.ip_default_ttl), so
 # an echo reply dies after 63 routers; longer paths need the maximum, 255.
@@ -167,7 +167,7 @@ class PlannedTopo(Topo):
         params1 = {"addrs": [addr_a]} if addr_a else {}
         params2 = {"addrs": [addr_b]} if addr_b else {}
         # netem declared on a link end acts on what that end SENDS (egress);
-        # the Testbed applies it once the network is up (wirelab.netem).
+        # the Testbed applies it once the network is up (wirelab.impair.netem).
         if netem_a is not None:
             params1["netem"] = netem_a
         if netem_b is not None:
@@ -186,7 +186,7 @@ class PlannedTopo(Topo):
     def p2p(self, a, b, subnet, netem_a=None, netem_b=None):
         """A direct link ``a`` -- ``b`` on ``subnet``: ``a`` gets host 1, ``b`` host 2.
 
-        ``netem_a`` / ``netem_b``: a :class:`wirelab.netem.NetemSpec` for the
+        ``netem_a`` / ``netem_b``: a :class:`wirelab.impair.netem.NetemSpec` for the
         packets ``a`` sends to ``b`` / ``b`` sends to ``a`` (validated here,
         before anything exists; applied by the Testbed when the network is up).
         """
@@ -295,7 +295,7 @@ class PlannedTopo(Topo):
         """The main table the kernel should hold: connected routes then static ones.
 
         Dicts with ``dst``, ``gateway`` (None when connected) and ``dev``, as
-        :meth:`wirelab.testbed.Testbed.routes` returns them.
+        :meth:`wirelab.net.testbed.Testbed.routes` returns them.
         """
         self._need(node)
         if self._role[node] == "lan":
@@ -327,7 +327,7 @@ class PlannedTopo(Topo):
 
     def trace(self, src, dst):
         """[(node, inbound ifname)] from ``src`` to ``dst`` (a node or an address),
-        following the intended tables with :func:`wirelab.addressing.lpm`."""
+        following the intended tables with :func:`wirelab.net.addressing.lpm`."""
         self._need(src)
         return addressing.trace(self.tables(), self.owners(), src, self._address_of(dst),
                                 segments=self._segment)

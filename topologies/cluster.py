@@ -21,7 +21,7 @@ if _ROOT not in sys.path:
 
 
 from topologies import PlannedTopo, count_param  # noqa: E402
-from wirelab import addressing  # noqa: E402
+from wirelab.net import addressing  # noqa: E402
 
 TRANSIT_NET = addressing.network("10.0.0.0/30")    # gw -- edge
 SERVER_NET = addressing.network("10.1.0.0/24")     # srvlan: gw, manager, workers

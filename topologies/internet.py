@@ -17,7 +17,7 @@ if _ROOT not in sys.path:
 
 
 from topologies import PlannedTopo, count_param  # noqa: E402
-from wirelab import addressing  # noqa: E402
+from wirelab.net import addressing  # noqa: E402
 
 HOME_NET = addressing.network("192.168.1.0/24")     # private, routed (no NAT)
 ACCESS_NET = addressing.network("100.64.0.0/30")    # isp -- hgw

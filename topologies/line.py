@@ -19,7 +19,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from topologies import LINUX_DEFAULT_TTL, MAX_TTL, PlannedTopo, count_param  # noqa: E402
-from wirelab import addressing  # noqa: E402
+from wirelab.net import addressing  # noqa: E402
 
 
 class LineTopo(PlannedTopo):

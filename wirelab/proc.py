@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from .errors import CommandError, WaitTimeout
+from wirelab.errors import CommandError, WaitTimeout
 
 
 def _popen_argv(node, argv):

@@ -3,7 +3,7 @@
 import pytest
 
 from tiny_topo import RouterPair
-from wirelab.testbed import Testbed
+from wirelab.net.testbed import Testbed
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ sch_netem."""
 import pytest
 
 from topologies.dumbbell import DumbbellTopo
-from wirelab import netem
+from wirelab.impair import netem
 from wirelab.errors import ConfigError
-from wirelab.testbed import Testbed
-from wirelab.uml import has_sch_netem
+from wirelab.net.testbed import Testbed
+from wirelab.net.uml import has_sch_netem
 
 
 def test_bad_declared_netem_is_a_config_error_before_anything_exists(host_state):

@@ -61,6 +61,6 @@ def test_bad_parameters_one_line_no_state(tmp_path, host_state, args, message):
 
 
 def test_suite_help():
-    done = subprocess.run([sys.executable, "-m", "wirelab.suite", "--help"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "wirelab.experiment.suite", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "report" in done.stdout

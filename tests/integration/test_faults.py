@@ -21,11 +21,13 @@ import sys
 
 import pytest
 
-from wirelab import faults, netem
+from wirelab.impair import faults
+
+from wirelab.impair import netem
 from wirelab.errors import ConfigError
 from wirelab.proc import wait_until
-from wirelab.testbed import Testbed
-from wirelab.uml import in_uml
+from wirelab.net.testbed import Testbed
+from wirelab.net.uml import in_uml
 
 from tiny_topo import H2, RouterPair  # noqa: E402  (tests/integration on sys.path)
 TRANSFER_BYTES = 1_000_000

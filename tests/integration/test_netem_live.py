@@ -18,8 +18,8 @@ import re
 
 import pytest
 
-from wirelab import netem
-from wirelab.testbed import Testbed
+from wirelab.impair import netem
+from wirelab.net.testbed import Testbed
 
 from tiny_topo import H2, RouterPair  # noqa: E402  (tests/integration on sys.path)
 
@@ -37,7 +37,7 @@ def diagnostics(tb, *nodes):
 # ----------------------------------------------------- no sch_netem (host)
 
 def test_without_sch_netem_apply_raises_clear_error(tb):
-    from wirelab.uml import has_sch_netem
+    from wirelab.net.uml import has_sch_netem
     if has_sch_netem():
         pytest.skip("this kernel has sch_netem: nothing to refuse")
     before = netem.netem_stats(tb, "r1", "r1-eth1")
@@ -184,7 +184,7 @@ def test_teardown_removes_netem_and_offloads_are_off():
         tb.add_cleanup("test: root qdisc after teardown",
                        lambda: seen.update(netem.netem_stats(tb, "r1", "r1-eth1")))
         netem.apply_netem(tb, "r1", "r1-eth1", netem.NetemSpec(delay=10, loss=1))
-        from wirelab.netns import get_offloads, open_ioctl_socket
+        from wirelab.net.netns import get_offloads, open_ioctl_socket
         with open_ioctl_socket(tb["r1"]) as sock:
             assert get_offloads(sock, "r1-eth1") == {"tso": False, "gso": False, "gro": False}
     assert seen["kind"] == plain

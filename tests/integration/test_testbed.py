@@ -11,11 +11,11 @@ import pytest
 
 from hoststate import net_namespace_inodes
 from tiny_topo import TinyTopo
-from wirelab import ledger
+from wirelab.net import runledger
 from wirelab.errors import CommandError, ConfigError
-from wirelab.netns import get_offloads, open_ioctl_socket
+from wirelab.net.netns import get_offloads, open_ioctl_socket
 from wirelab.proc import wait_until
-from wirelab.testbed import Testbed
+from wirelab.net.testbed import Testbed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "testbed_child.py")
@@ -26,16 +26,16 @@ def node_inodes(tb):
 
 
 def assert_gone(run_id, inodes):
-    assert ledger.labelled_pids(run_id) == {}, "processes of the run are still alive"
+    assert runledger.labelled_pids(run_id) == {}, "processes of the run are still alive"
     assert not (set(inodes) & net_namespace_inodes()), "a namespace of the run still exists"
-    assert not os.path.exists(os.path.join(ledger.LEDGER_DIR, f"{run_id}.json"))
+    assert not os.path.exists(os.path.join(runledger.LEDGER_DIR, f"{run_id}.json"))
 
 
 def test_success_leaves_nothing(host_state):
     with Testbed(TinyTopo()) as tb:
         run_id, inodes = tb.run_id, node_inodes(tb)
         assert len(inodes) == 5, "every node (hosts, router, bridge) has its own namespace"
-        assert ledger.labelled_pids(run_id), "node shells carry the run label"
+        assert runledger.labelled_pids(run_id), "node shells carry the run label"
         tb.run("h1", ["ping", "-c1", "-W2", "10.9.1.3"], timeout=5)
         tb.start("h3", ["sleep", "300"])
     assert_gone(run_id, inodes)
@@ -68,7 +68,7 @@ def _start_child():
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_tears_down(host_state, sig, code):
     child, info = _start_child()
-    assert ledger.labelled_pids(info["run_id"])
+    assert runledger.labelled_pids(info["run_id"])
     child.send_signal(sig)
     assert child.wait(timeout=20) == code
     assert_gone(info["run_id"], info["inodes"])
@@ -80,11 +80,11 @@ def test_sigkill_is_cleaned_by_next_run(host_state):
     child.wait(timeout=10)
     child.stdout.close()
     child.stdin.close()
-    left = ledger.labelled_pids(info["run_id"])
+    left = runledger.labelled_pids(info["run_id"])
     assert left, "SIGKILL leaves the run's processes behind (that is what we clean)"
     # the next Testbed cleans stale runs on entry
     with Testbed(TinyTopo()) as tb:
-        assert ledger.labelled_pids(info["run_id"]) == {}
+        assert runledger.labelled_pids(info["run_id"]) == {}
         assert tb.run_id != info["run_id"]
     assert_gone(info["run_id"], info["inodes"])
 
@@ -93,7 +93,7 @@ def test_clean_net_command(host_state):
     child, info = _start_child()
     child.kill()
     child.wait(timeout=10)
-    out = subprocess.run([sys.executable, "-m", "wirelab.clean"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "wirelab.net.clean"], capture_output=True,
                          text=True, timeout=30, cwd=os.path.dirname(os.path.dirname(HERE)))
     assert out.returncode == 0, out.stderr
     assert info["run_id"] in out.stdout

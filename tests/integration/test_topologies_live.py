@@ -16,9 +16,9 @@ from topologies.cluster import ClusterTopo
 from topologies.dumbbell import DumbbellTopo
 from topologies.internet import InternetTopo
 from topologies.line import LineTopo
-from wirelab import ledger
+from wirelab.net import runledger
 from wirelab.proc import wait_until
-from wirelab.testbed import Testbed, new_run_id
+from wirelab.net.testbed import Testbed, new_run_id
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,7 +88,7 @@ def test_topology_all_pairs_reachable_and_routes_as_planned(name):
             assert kernel_table(tb, node) == planned_table(topo, node), node
         for router in tb.routers:
             assert router.sysctl("net/ipv4/ip_forward") == "1"
-    assert ledger.labelled_pids(run_id) == {}, "processes of the run are still alive"
+    assert runledger.labelled_pids(run_id) == {}, "processes of the run are still alive"
     assert_root_links_back_to(links_before)
 
 
@@ -102,7 +102,7 @@ def test_line200_builds_and_h1_reaches_h2():
         failed = ping_all(tb, [("h1", topo.ip("h2"))])
         assert not failed, failed
         assert kernel_table(tb, "r100") == planned_table(topo, "r100")
-    assert ledger.labelled_pids(run_id) == {}
+    assert runledger.labelled_pids(run_id) == {}
     assert_root_links_back_to(links_before)
 
 
@@ -128,7 +128,7 @@ def mn_run_label():
     inherits the label, so we can prove none of it is left; and with a live
     ledger no other run's stale-run cleanup takes mn's shells for orphans."""
     label = new_run_id()
-    record = ledger.Ledger(label)
+    record = runledger.RunLedger(label)
     try:
         yield label
     finally:
@@ -139,7 +139,7 @@ def run_mn(topo_file, topo_arg, label, timeout=60):
     argv = ["/usr/bin/python3", "-c", MN_WITHOUT_MACHINE_WIDE_CLEANUP,
             "--custom", os.path.join("topologies", topo_file), "--topo", topo_arg,
             "--controller", "none", "--test", "pingall"]
-    env = dict(os.environ, **{ledger.LABEL: label})
+    env = dict(os.environ, **{runledger.LABEL: label})
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -157,7 +157,7 @@ def test_mn_custom_pingall(topo_file, topo_arg):
         output = done.stdout + done.stderr
         assert done.returncode == 0 and "Caught exception" not in output, output[-2000:]
         assert "Results: 0% dropped" in output, output[-2000:]
-        assert ledger.labelled_pids(label) == {}, "mn left processes behind"
+        assert runledger.labelled_pids(label) == {}, "mn left processes behind"
     assert_root_links_back_to(links_before)
 
 
@@ -169,5 +169,5 @@ def test_mn_custom_bad_parameter_is_one_clear_line_and_creates_nothing():
         assert "ConfigError: line: n (routers) must be an integer from 1 to 254, not 'abc'" \
             in done.stderr, done.stderr[-2000:]
         assert "*** Creating network" not in done.stdout + done.stderr
-        assert ledger.labelled_pids(label) == {}
+        assert runledger.labelled_pids(label) == {}
     assert_root_links_back_to(links_before)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from wirelab import uml
+from wirelab.net import uml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 needs_uml = [
@@ -139,7 +139,7 @@ class TestInGuest:
         argv = guest_python(tmp_path, """
             import json, subprocess
             from pyroute2 import IPRoute
-            from wirelab.uml import has_sch_netem, in_uml
+            from wirelab.net.uml import has_sch_netem, in_uml
             with IPRoute() as ipr:
                 ipr.link("add", ifname="wla", kind="veth", peer="wlb")
                 subprocess.run(["tc", "qdisc", "add", "dev", "wla", "root", "netem",

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tiny_topo import TinyTopo  # noqa: E402
 from wirelab.errors import Interrupted  # noqa: E402
-from wirelab.testbed import Testbed  # noqa: E402
+from wirelab.net.testbed import Testbed  # noqa: E402
 
 try:
     with Testbed(TinyTopo()) as tb:

@@ -5,7 +5,7 @@
 
 from mininet.topo import Topo
 
-from wirelab.nodes import Host, LanBridge, LinuxRouter
+from wirelab.net.nodes import Host, LanBridge, LinuxRouter
 
 
 class TinyTopo(Topo):

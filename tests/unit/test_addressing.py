@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from wirelab import addressing
-from wirelab.addressing import NoRoute, RoutingLoop, lpm, trace
+from wirelab.net import addressing
+from wirelab.net.addressing import NoRoute, RoutingLoop, lpm, trace
 from wirelab.errors import ConfigError
 
 

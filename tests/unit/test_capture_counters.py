@@ -2,7 +2,7 @@
 
 import struct
 
-from wirelab.capture import CaptureResult, complete_records, parse_counters
+from wirelab.observe.capture import CaptureResult, complete_records, parse_counters
 
 STDERR = """tcpdump: listening on r1-eth1, link-type EN10MB (Ethernet), snapshot length 128 bytes
 1387 packets captured

@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
-from wirelab import ledger, suite
+from wirelab.net import runledger
+
+from wirelab.experiment import suite
 from wirelab.errors import CommandError, ConfigError
-from wirelab.experiment import Claim, Experiment, build_parser, main, params_from_args
+from wirelab.experiment.core import Claim, Experiment, build_parser, main, params_from_args
 from wirelab.proc import run, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,17 +104,17 @@ def test_wait_until():
 
 
 def test_proc_start_time_handles_odd_names(tmp_path):
-    assert ledger.proc_start_time(os.getpid()) > 0
-    assert ledger.proc_start_time(2 ** 22 + 7) is None
-    assert ledger.alive(os.getpid(), ledger.proc_start_time(os.getpid()))
-    assert not ledger.alive(os.getpid(), 1)
+    assert runledger.proc_start_time(os.getpid()) > 0
+    assert runledger.proc_start_time(2 ** 22 + 7) is None
+    assert runledger.alive(os.getpid(), runledger.proc_start_time(os.getpid()))
+    assert not runledger.alive(os.getpid(), 1)
 
 
 def test_stale_ledger_detection(tmp_path):
-    live = ledger.Ledger("live-run", directory=str(tmp_path))
+    live = runledger.RunLedger("live-run", directory=str(tmp_path))
     dead = dict(live.data, run_id="dead-run", owner_pid=2 ** 22 + 7)
     (tmp_path / "dead-run.json").write_text(json.dumps(dead))
-    stale = [run_id for run_id, _ in ledger.stale_runs(str(tmp_path))]
+    stale = [run_id for run_id, _ in runledger.stale_runs(str(tmp_path))]
     assert stale == ["dead-run"]
     live.remove()
     assert not os.path.exists(live.path)
@@ -139,7 +141,7 @@ def test_vagrantfile_validates():
 
 
 def test_scripts_have_help():
-    for script in ("wirelab.clean", "wirelab.preflight", "wirelab.suite"):
+    for script in ("wirelab.net.clean", "wirelab.net.preflight", "wirelab.experiment.suite"):
         done = subprocess.run([sys.executable, "-m", script, "--help"], cwd=REPO,
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 0 and "usage:" in done.stdout, script

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from wirelab.errors import ConfigError
-from wirelab.traceroute_parse import parse
+from wirelab.observe.traceroute_parse import parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from wirelab import impairment_ledger as L
+from wirelab.observe import impairment as L
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(REPO, "tests", "data", "ledger")

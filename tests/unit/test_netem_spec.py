@@ -10,9 +10,11 @@ import math
 
 import pytest
 
-from wirelab import faults, netem
+from wirelab.impair import faults
+
+from wirelab.impair import netem
 from wirelab.errors import ConfigError
-from wirelab.netem import NetemSpec
+from wirelab.impair.netem import NetemSpec
 
 BRIEF = "delay=20ms jitter=5ms loss=1% reorder=25% gap=5 duplicate=1% rate=10mbit limit=10000"
 

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from test_pcap_common import DATA, GOLDEN, PCAPSTAT
-from wirelab.pcap import CaptureError, NotACaptureError, analyze
+from wirelab.observe.pcap import CaptureError, NotACaptureError, analyze
 
 
 def pcapstat(*args):

@@ -3,7 +3,7 @@
 import pytest
 
 from test_pcap_common import DATA, GOLDEN
-from wirelab.pcap import analyze
+from wirelab.observe.pcap import analyze
 
 CAPTURES = sorted(GOLDEN["captures"])
 INJ = GOLDEN["injected"]

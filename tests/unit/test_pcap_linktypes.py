@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from test_pcap_common import DATA
-from wirelab.pcap import PcapReader, iter_segment_batches
+from wirelab.observe.pcap import PcapReader, iter_segment_batches
 
 VARIANTS = {
     "link_sll.pcap": [113], "link_sll2.pcap": [276], "link_raw.pcap": [101], "link_null.pcap": [0],

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from test_pcap_common import DATA
-from wirelab.pcap import flags as F
-from wirelab.pcap import iter_segment_batches
+from wirelab.observe.pcap import flags as F
+from wirelab.observe.pcap import iter_segment_batches
 
 TSHARK_FLAGS = {
     "retransmission": F.ANY_RETRANSMISSION,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from wirelab import preflight
+from wirelab.net import preflight
 from wirelab.errors import MissingToolError, NotRootError, PreflightError
 
 

@@ -1,7 +1,7 @@
 """The four topologies as data: address plans, routing tables, graphs, paths, bad input.
 
 No root: a Topo only computes. Reachability is proved by following each node's
-intended table with the pure-Python longest-prefix match (wirelab.addressing).
+intended table with the pure-Python longest-prefix match (wirelab.net.addressing).
 """
 
 import ipaddress
@@ -18,9 +18,9 @@ from topologies.cluster import ClusterTopo
 from topologies.dumbbell import DumbbellTopo
 from topologies.internet import InternetTopo
 from topologies.line import LineTopo
-from wirelab import addressing
+from wirelab.net import addressing
 from wirelab.errors import ConfigError
-from wirelab.nodes import Host, LanBridge, LinuxRouter
+from wirelab.net.nodes import Host, LanBridge, LinuxRouter
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

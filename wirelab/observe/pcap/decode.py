@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .reader import Batch
+from wirelab.observe.pcap.reader import Batch
 
 # Link types (DLT_/LINKTYPE_ values).
 LINKTYPE_NULL = 0

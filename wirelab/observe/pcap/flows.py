@@ -1,10 +1,10 @@
 """TCP connection tracking and per-segment analysis over decoded batches.
 
-:class:`FlowAnalyzer` consumes :class:`~wirelab.pcap.decode.TcpBatch` objects
+:class:`FlowAnalyzer` consumes :class:`~wirelab.observe.pcap.decode.TcpBatch` objects
 in capture order and keeps only per-connection state, so memory depends on
 the number of connections, never on the file size.
 
-Wireshark's analysis flags (see :mod:`wirelab.pcap.seqstate`) are computed two
+Wireshark's analysis flags (see :mod:`wirelab.observe.pcap.seqstate`) are computed two
 ways that give identical results:
 
 * a vectorised path (:func:`_fast_flags`) for the common case -- an
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import seqstate as S
-from .decode import ACK, FIN, RST, SYN, TcpBatch
+from wirelab.observe.pcap import seqstate as S
+from wirelab.observe.pcap.decode import ACK, FIN, RST, SYN, TcpBatch
 
 M32 = 0xFFFFFFFF
 # A duplicate segment is looked for among the data segments of the same

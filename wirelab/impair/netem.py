@@ -68,8 +68,8 @@ from pyroute2.netlink.rtnl import RTM_DELQDISC, RTM_GETQDISC, RTM_NEWQDISC, TC_H
 from pyroute2.netlink.rtnl.tcmsg import sched_netem, tcmsg
 from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
-from .errors import ConfigError, PreflightError, WirelabError
-from .netns import get_offloads, open_ioctl_socket, set_offloads
+from wirelab.errors import ConfigError, PreflightError, WirelabError
+from wirelab.net.netns import get_offloads, open_ioctl_socket, set_offloads
 
 # ----------------------------------------------------------------- constants
 
@@ -713,7 +713,7 @@ def _netem_error(exc, node, ifname, action):
 
 def require_netem():
     """Raise :class:`NetemUnavailableError` unless the running kernel has sch_netem."""
-    from .uml import has_sch_netem
+    from wirelab.net.uml import has_sch_netem
     if not has_sch_netem():
         raise NetemUnavailableError(
             f"kernel has no sch_netem ({os.uname().release}): run the netem work inside "

@@ -1,7 +1,7 @@
 """Can this machine run the testbed? One line and a distinct exit code if not.
 
 Exit codes (also in README): 4 not root, 3 mininet missing, 5 a tool missing.
-``python -m wirelab.preflight`` prints a report, including whether the kernel
+``python -m wirelab.net.preflight`` prints a report, including whether the kernel
 has ``sch_netem`` (without it, netem work runs inside User-Mode Linux).
 """
 
@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 
-from .errors import MissingToolError, NotRootError, PreflightError
+from wirelab.errors import MissingToolError, NotRootError, PreflightError
 
 # tool -> Debian/Ubuntu package that provides it
 REQUIRED_TOOLS = {
@@ -61,10 +61,10 @@ def require_basics(tools=None):
 
 
 def report():
-    """A dict describing the machine, for ``python -m wirelab.preflight``."""
+    """A dict describing the machine, for ``python -m wirelab.net.preflight``."""
     netem = None
     if is_root():
-        from .uml import has_sch_netem
+        from wirelab.net.uml import has_sch_netem
         try:
             netem = has_sch_netem()
         except Exception:  # probe unavailable: say unknown rather than guess
@@ -81,7 +81,7 @@ def report():
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(
-        prog="python -m wirelab.preflight",
+        prog="python -m wirelab.net.preflight",
         description="Check that this machine can run wirelab; exit non-zero with one line if not.")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

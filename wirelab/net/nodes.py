@@ -4,7 +4,7 @@ A topology (``topologies/``) is data: it names these classes with ``cls=`` and
 gives addresses per link end (``params1={'addrs': ['10.0.0.1/24']}``) and static
 routes per node (``routes=[('10.2.0.0/16', '10.0.0.2'), ('default', '10.0.0.1')]``).
 The nodes apply them themselves in ``config()``, so the same topology works from
-``wirelab.testbed.Testbed`` and from ``sudo mn --custom ... --controller none``.
+``wirelab.net.testbed.Testbed`` and from ``sudo mn --custom ... --controller none``.
 
 Every node, when configured, turns TSO/GSO/GRO off on its links and brings its
 interfaces up; addresses and routes go through pyroute2 in the node's namespace,
@@ -17,8 +17,8 @@ import os
 from mininet.node import Node
 from mininet.nodelib import LinuxBridge
 
-from .errors import ConfigError
-from .netns import entered, iproute, open_ioctl_socket, set_offloads
+from wirelab.errors import ConfigError
+from wirelab.net.netns import entered, iproute, open_ioctl_socket, set_offloads
 
 
 def _route_spec(route):

@@ -2,7 +2,7 @@
 
 Topologies (``topologies/``) compute every address from one plan with these
 helpers, and describe each node's intended routing table as a list of dicts
-shaped like :meth:`wirelab.testbed.Testbed.routes` returns them::
+shaped like :meth:`wirelab.net.testbed.Testbed.routes` returns them::
 
     {"dst": "10.0.0.0/24", "gateway": None,        "dev": "r1-eth0"}   # connected
     {"dst": "10.0.8.0/21", "gateway": "10.0.1.2",  "dev": "r1-eth1"}   # static
@@ -16,7 +16,7 @@ namespace exists. Nothing here needs root or touches the system.
 
 import ipaddress
 
-from .errors import ConfigError
+from wirelab.errors import ConfigError
 
 
 class NoRoute(LookupError):

@@ -8,14 +8,14 @@ sequence numbers, exactly like Wireshark, including its quirk that a stored
 value of 0 means "not known yet".
 
 It is used directly for the packets that the vectorised path in
-:mod:`wirelab.pcap.flows` declines (handshakes, zero windows, keep-alives,
+:mod:`wirelab.observe.pcap.flows` declines (handshakes, zero windows, keep-alives,
 segments missing from the capture), and it is the oracle the vectorised path
 is tested against.
 """
 
 from __future__ import annotations
 
-from .decode import ACK, FIN, RST, SYN
+from wirelab.observe.pcap.decode import ACK, FIN, RST, SYN
 
 # Analysis flags of one packet (bit values are ours, names are Wireshark's).
 RETRANSMISSION = 0x0001        # tcp.analysis.retransmission (plain)

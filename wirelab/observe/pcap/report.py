@@ -62,10 +62,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import seqstate as S
-from .decode import TcpBatch, decode_tcp
-from .flows import Conversation, FlowAnalyzer
-from .reader import PcapReader
+from wirelab.observe.pcap import seqstate as S
+from wirelab.observe.pcap.decode import TcpBatch, decode_tcp
+from wirelab.observe.pcap.flows import Conversation, FlowAnalyzer
+from wirelab.observe.pcap.reader import PcapReader
 
 
 @dataclass
@@ -235,8 +235,8 @@ def _run(path, keep_segments: bool, exact: bool, batch_packets: int):
 def analyze(path, *, exact: bool = False, batch_packets: int = 16384) -> Report:
     """Analyse every TCP connection of a pcap/pcapng file.
 
-    Raises :class:`~wirelab.pcap.reader.NotACaptureError` (a
-    :class:`~wirelab.pcap.reader.CaptureError`) for a file that is not a
+    Raises :class:`~wirelab.observe.pcap.reader.NotACaptureError` (a
+    :class:`~wirelab.observe.pcap.reader.CaptureError`) for a file that is not a
     capture; a capture truncated mid-record is analysed up to the last
     complete packet and ``Report.truncated`` says so.  ``exact=True`` forces
     the packet-by-packet analysis (slower, same results).
@@ -256,7 +256,7 @@ def iter_segment_batches(path, *, exact: bool = False, batch_packets: int = 1638
     each direction), ``len`` (payload bytes), ``flags`` (TCP flag bits),
     ``win`` (raw window field), ``ipid`` (-1 for IPv6), ``tsval``/``tsecr``
     (TCP timestamps, -1 if absent), ``analysis`` (bit set of
-    :mod:`wirelab.pcap.seqstate` flags), ``rtt_ns`` (RTT sample carried by
+    :mod:`wirelab.observe.pcap.seqstate` flags), ``rtt_ns`` (RTT sample carried by
     this ACK, -1 if none).  Rows are in capture order.
     """
     for item in _run(path, True, exact, batch_packets):

@@ -1,5 +1,5 @@
 #!/bin/bash
-# PID 1 of a User-Mode Linux guest booted by wirelab/uml.py (run_in_uml).
+# PID 1 of a User-Mode Linux guest booted by wirelab/net/uml.py (run_in_uml).
 #
 #   host                                   UML guest (this script)
 #   ----                                   -----------------------

@@ -21,9 +21,9 @@ import time
 import traceback
 import typing
 
-from .errors import ConfigError, Interrupted, VerificationError, WirelabError
+from wirelab.errors import ConfigError, Interrupted, VerificationError, WirelabError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_ROOT = os.path.join(REPO, "results")
 
 
@@ -285,7 +285,7 @@ def reexec_in_uml(cls, argv, out):
 
     ``out`` is the (absolute) results folder: created here, writable there.
     """
-    from . import uml
+    from wirelab.net import uml
     print(f"wirelab: this kernel has no sch_netem; running {cls.name} inside "
           f"User-Mode Linux (linux.uml {uml.uml_version()})", flush=True)
     script = os.path.join(REPO, "experiments", f"{cls.name}.py")
@@ -309,10 +309,10 @@ def main(cls, argv=None):
         params = params_from_args(cls, args)
     except ConfigError as exc:
         parser.exit(2, f"{prog}: error: {exc}\n")
-    from .testbed import signals_raise
+    from wirelab.net.testbed import signals_raise
     try:
         with signals_raise():   # SIGTERM/SIGHUP unwind like Ctrl-C: teardown runs
-            from .preflight import require_basics
+            from wirelab.net.preflight import require_basics
             require_basics()
             try:
                 if args.out:
@@ -324,7 +324,7 @@ def main(cls, argv=None):
                 print(f"{prog}: error: cannot create the results folder: {exc}", file=sys.stderr)
                 return 2
             if cls.needs_netem_for(params) and not args.native:
-                from . import uml
+                from wirelab.net import uml
                 if not uml.in_uml() and not uml.has_sch_netem():
                     return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], out)
             exp = cls(params, out_dir=out)

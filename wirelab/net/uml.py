@@ -4,7 +4,7 @@
 
     host kernel (no sch_netem)
     └── linux.uml (one process group; its helpers are host processes too)
-        └── init = wirelab/uml_init.sh       root fs = host /, read-only (hostfs)
+        └── init = wirelab/net/uml_init.sh       root fs = host /, read-only (hostfs)
             ├── proc, sys, dev, devpts, tmpfs on /run /tmp /var/log /var/tmp
             ├── modules: sch_netem veth (+ bridge, htb, tbf, ifb, ... if present)
             ├── host dirs in ``writable``: hostfs, read-write, same paths
@@ -34,9 +34,9 @@ import sys
 import tempfile
 import time
 
-from .errors import MissingToolError, WirelabError
-from .ledger import stat_fields
-from .proc import wait_until
+from wirelab.errors import MissingToolError, WirelabError
+from wirelab.net.runledger import stat_fields
+from wirelab.proc import wait_until
 
 UML_PACKAGE = "user-mode-linux"
 UML_BINARY = "linux.uml"

@@ -3,7 +3,7 @@
     with Testbed(LineTopo(n=3)) as tb:
         tb.run(tb['h1'], ['ping', '-c1', tb.ip('h2')], timeout=5)
 
-On entry it cleans what dead runs left (see :mod:`wirelab.ledger`), gives this
+On entry it cleans what dead runs left (see :mod:`wirelab.net.runledger`), gives this
 run an id, labels everything it starts with that id, builds and starts the
 Mininet network (``controller=None``, every node in its own namespace), and
 returns. On exit -- success, exception, SIGINT or SIGTERM -- it runs the
@@ -22,12 +22,12 @@ import signal
 import subprocess
 import sys
 
-from .errors import ConfigError, Interrupted
-from .ledger import LABEL, Ledger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
-from .netns import iproute
-from .proc import popen as _popen
-from .proc import run as _run
-from .proc import wait_until
+from wirelab.errors import ConfigError, Interrupted
+from wirelab.net.runledger import LABEL, RunLedger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
+from wirelab.net.netns import iproute
+from wirelab.proc import popen as _popen
+from wirelab.proc import run as _run
+from wirelab.proc import wait_until
 
 
 def new_run_id():
@@ -113,7 +113,7 @@ class Testbed:
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self):
-        from .preflight import require_basics
+        from wirelab.net.preflight import require_basics
         require_basics()
         if self.stale_cleanup:
             clean_stale_runs(log=self.log)
@@ -123,7 +123,7 @@ class Testbed:
         self._signals.__enter__()
         try:
             os.environ[LABEL] = self.run_id
-            self.ledger = Ledger(self.run_id)
+            self.ledger = RunLedger(self.run_id)
             self._build()
         except BaseException:
             self._teardown()
@@ -172,7 +172,7 @@ class Testbed:
                     for intf in node.intfList() if intf.params.get("netem") is not None]
         if not declared:
             return
-        from .netem import NetemSpec, apply_netem
+        from wirelab.impair.netem import NetemSpec, apply_netem
         for node, intf in declared:
             spec = intf.params["netem"]
             spec = spec if isinstance(spec, NetemSpec) else NetemSpec.parse(spec)
@@ -248,12 +248,12 @@ class Testbed:
 
     @property
     def routers(self):
-        from .nodes import LinuxRouter
+        from wirelab.net.nodes import LinuxRouter
         return [n for n in self.net.hosts if isinstance(n, LinuxRouter)]
 
     @property
     def hosts(self):
-        from .nodes import LinuxRouter
+        from wirelab.net.nodes import LinuxRouter
         return [n for n in self.net.hosts if not isinstance(n, LinuxRouter)]
 
     def ip(self, name, intf=None):

@@ -2,8 +2,8 @@
 
 Run inside a node::
 
-    python -m wirelab.tcpflow serve --bind 10.2.0.1 --port 5001 --timeout 60
-    python -m wirelab.tcpflow send --to 10.2.0.1 --port 5001 --bytes 1000000 --seed 7
+    python -m wirelab.apps.tcpflow serve --bind 10.2.0.1 --port 5001 --timeout 60
+    python -m wirelab.apps.tcpflow send --to 10.2.0.1 --port 5001 --bytes 1000000 --seed 7
 
 ``serve`` accepts one connection, reads until the peer closes, and prints one
 JSON object: the bytes it received, their sha256, and start/end times. Before
@@ -99,7 +99,7 @@ def send(to, port, nbytes, seed, timeout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wirelab.tcpflow", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m wirelab.apps.tcpflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve", help="receive one transfer, print its sha256")

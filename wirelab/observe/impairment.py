@@ -33,7 +33,7 @@ data segments go upstream -> downstream and ACKs the other way. Which capture is
 *before* for a direction is decided by the packets themselves (the median
 one-way delay of matched packets is positive from before to after).
 
-Where to capture (see :mod:`wirelab.capture`): taps see egress packets *after*
+Where to capture (see :mod:`wirelab.observe.capture`): taps see egress packets *after*
 the egress qdisc, ingress packets before anything else. ``experiments/tcp_recovery``
 captures on r1's interface facing the sender and r2's interface facing the
 receiver, so between the two points lies exactly r1's forwarding, the bottleneck
@@ -341,7 +341,7 @@ def _cover(need, have):
 
 
 @dataclasses.dataclass
-class Ledger:
+class ImpairmentLedger:
     """Both directions of every connection seen in two captures."""
 
     directions: list  # DirectionLedger
@@ -379,7 +379,7 @@ def build_ledger(capture_a, capture_b, name_a=None, name_b=None):
             out.append(match_direction(b, a, name_b, name_a))
     if not out:
         raise LedgerError(f"no TCP/IPv4 packets in {name_a} or {name_b}")
-    return Ledger(out)
+    return ImpairmentLedger(out)
 
 
 def _by_direction(pkts):

@@ -62,7 +62,7 @@ import os
 import re
 import weakref
 
-from .errors import CommandError, ConfigError, PreflightError, WirelabError
+from wirelab.errors import CommandError, ConfigError, PreflightError, WirelabError
 
 #: numgen's modulus / nth's period: the counter wraps only after this many packets.
 _NUMGEN_MOD = 2**32 - 1

@@ -10,11 +10,11 @@ Runs whose owner is still alive are left alone.
 import argparse
 import sys
 
-from .ledger import LEDGER_DIR, clean_stale_runs, labelled_pids, stale_runs
+from wirelab.net.runledger import LEDGER_DIR, clean_stale_runs, labelled_pids, stale_runs
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wirelab.clean", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m wirelab.net.clean", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     args = parser.parse_args(argv)

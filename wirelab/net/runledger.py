@@ -65,7 +65,7 @@ def labelled_pids(run_id=None):
     return found
 
 
-class Ledger:
+class RunLedger:
     """The on-disk record of one live run."""
 
     def __init__(self, run_id, directory=LEDGER_DIR):
@@ -96,7 +96,7 @@ class Ledger:
 
 def kill_and_wait(pids, timeout=5.0):
     """SIGKILL the given {pid: start_time} and wait until they are gone."""
-    from .proc import wait_until
+    from wirelab.proc import wait_until
     for pid, start in pids.items():
         if alive(pid, start):
             try:

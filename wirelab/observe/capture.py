@@ -29,8 +29,8 @@ import signal
 import struct
 import subprocess
 
-from .errors import CommandError, WirelabError
-from .proc import LineReader, wait_until
+from wirelab.errors import CommandError, WirelabError
+from wirelab.proc import LineReader, wait_until
 
 # Headers only: Ethernet 14 + IPv4 up to 60 + TCP up to 60 = 134; 128 covers
 # every packet we make (IPv4 20 + TCP 32 with timestamps) with room for options.

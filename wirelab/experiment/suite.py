@@ -1,6 +1,6 @@
 """The main job: every experiment on its default topology, then one report.
 
-``python -m wirelab.suite`` (``sudo make demo``) runs each experiment of
+``python -m wirelab.experiment.suite`` (``sudo make demo``) runs each experiment of
 :data:`SUITE` that exists as ``experiments/<name>.py``, each in its own process
 (those that need sch_netem move themselves into User-Mode Linux when the kernel
 lacks it), with results in ``results/<name>/<UTC time>/``. It then writes
@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
-from .errors import Interrupted
-from .experiment import REPO, RESULTS_ROOT, new_results_dir, write_json
-from .testbed import signals_raise
+from wirelab.errors import Interrupted
+from wirelab.experiment.core import REPO, RESULTS_ROOT, new_results_dir, write_json
+from wirelab.net.testbed import signals_raise
 
 # After a timeout (or our own interruption), how long an experiment gets to tear
 # its network down after SIGTERM before it is killed.
@@ -126,7 +126,7 @@ def report_markdown(rows, stamp):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wirelab.suite", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m wirelab.experiment.suite", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=SUITE, help="run only these experiments")
     parser.add_argument("--timeout", type=float, default=3600,

@@ -1,0 +1,1 @@
+"""Impairments: netem specifications and their netlink form, and targeted faults."""

@@ -37,10 +37,12 @@ class DemoExperiment(Experiment):
     Params = DemoParams
 
     def run(self):
-        self.metrics["x"] = 1
+        self.record(x=1)
 
-    def verify(self):
-        return [Claim("x is one", self.metrics["x"] == 1, measured=1, expected=1)]
+    @classmethod
+    def verify(cls, ev):
+        ev.metrics["x"] = ev.run["x"]
+        return [Claim("x is one", ev.run["x"] == 1, measured=ev.run["x"], expected=1)]
 
 
 def test_cli_from_dataclass():
@@ -76,9 +78,30 @@ def test_execute_writes_evidence(tmp_path):
     assert params["params"]["routers"] == 3
 
 
+def test_verify_reads_only_the_folder(tmp_path):
+    """verify is a function of the saved folder: the typed params come back
+    from params.json, and a changed record changes the verdict."""
+    from wirelab.experiment.evidence import Evidence
+    out = tmp_path / "out"
+    DemoExperiment(DemoParams(sizes=(4, 5)), out_dir=str(out), log=lambda m: None).execute()
+    ev = Evidence(str(out), DemoParams)
+    assert ev.params == DemoParams(sizes=(4, 5))
+    assert [c.ok for c in DemoExperiment.verify(ev)] == [True]
+    run_json = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run_json, "x": 2}))
+    assert [c.ok for c in DemoExperiment.verify(Evidence(str(out), DemoParams))] == [False]
+
+
+def test_evidence_missing_file_is_one_line_error(tmp_path):
+    from wirelab.experiment.evidence import Evidence, EvidenceError
+    with pytest.raises(EvidenceError, match="params.json: missing from the results folder"):
+        Evidence(str(tmp_path))
+
+
 def test_execute_records_failure(tmp_path):
     class Failing(DemoExperiment):
-        def verify(self):
+        @classmethod
+        def verify(cls, ev):
             return [Claim("impossible", False, measured=2, expected=1)]
     Failing(DemoParams(), out_dir=str(tmp_path), log=lambda m: None).execute()
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "fail"

@@ -1,20 +1,26 @@
-"""The experiment framework: setup -> run -> verify -> teardown, with evidence.
+"""The experiment framework: setup -> run -> teardown -> verify -> plot, with evidence.
 
-An experiment subclasses :class:`Experiment`, names a frozen, validated
-``Params`` dataclass and implements ``setup``, ``run``, ``verify`` (returning
-:class:`Claim` objects, each with its measured value, expectation, tolerance and
-evidence) and optionally ``plot`` (which reads only the files the run saved).
-:func:`main` gives it a command line generated from the dataclass, with --help.
+An experiment subclasses :class:`Experiment` and gives
 
-Each run writes ``results/<experiment>/<UTC time>/``: ``params.json``, raw logs
-and pcaps, ``metrics.json`` (claims and figures) and plots.
+* ``Params``: a frozen, validated dataclass (its command line is generated);
+* ``setup()``: build the network (``self.stack`` owns it) and ``record()``
+  what verify must know about it (addresses, interfaces, offloads);
+* ``run()``: usually ``run_cases(self, tb, self.cases(), self.workload)``:
+  declared :class:`~wirelab.experiment.cases.Case` objects and a workload;
+* ``verify(ev)`` and ``plot(ev)``: class methods, pure functions of the
+  results folder (:class:`~wirelab.experiment.evidence.Evidence`), so that
+  ``wirelab verify DIR`` checks an old folder again without root and prints
+  the same claims.
+
+Each run writes ``results/<experiment>/<UTC time>/``: ``params.json``,
+``run.json``, one folder per case (``case.json``, pcaps, logs),
+``metrics.json`` (status, claims and the figures verify derived) and plots.
 """
 
 import argparse
 import contextlib
 import dataclasses
 import datetime
-import json
 import os
 import sys
 import time
@@ -22,37 +28,11 @@ import traceback
 import typing
 
 from wirelab.errors import ConfigError, Interrupted, VerificationError, WirelabError
+from wirelab.experiment.claims import Claim, short
+from wirelab.experiment.evidence import Evidence, params_from_dict, to_jsonable, write_json  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_ROOT = os.path.join(REPO, "results")
-
-
-@dataclasses.dataclass
-class Claim:
-    """One statement an experiment makes, with the evidence for it."""
-
-    name: str
-    ok: bool
-    measured: typing.Any = None
-    expected: typing.Any = None
-    tolerance: typing.Any = None
-    evidence: str = ""
-
-    def line(self):
-        mark = "PASS" if self.ok else "FAIL"
-        parts = [f"[{mark}] {self.name}"]
-        if self.measured is not None:
-            parts.append(f"measured={_short(self.measured)}")
-        if self.expected is not None:
-            parts.append(f"expected={_short(self.expected)}")
-        if self.tolerance is not None:
-            parts.append(f"tolerance={_short(self.tolerance)}")
-        return "  ".join(parts)
-
-
-def _short(value, limit=60):
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def utc_stamp():
@@ -74,28 +54,8 @@ def new_results_dir(parent, stamp=None):
     raise FileExistsError(f"{parent}: too many results folders named {stamp}")
 
 
-def to_jsonable(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 class Experiment:
-    """Base class. Subclasses set ``name``, ``Params`` and the four steps."""
+    """Base class. Subclasses set ``name``, ``Params`` and the steps."""
 
     name = "experiment"
     Params = None
@@ -111,29 +71,42 @@ class Experiment:
         self.params = params
         self.out_dir = out_dir or new_results_dir(os.path.join(RESULTS_ROOT, self.name))
         self.log = log or (lambda msg: print(f"[{self.name}] {msg}", flush=True))
-        self.metrics = {}
         self.claims = []
         self.stack = contextlib.ExitStack()
+        self._run_record = {"cases": []}
+        self.metrics = {}   # TRANSITION: legacy experiments only
 
     def path(self, *parts):
         return os.path.join(self.out_dir, *parts)
 
-    # -- the four steps (override) ---------------------------------------------
+    # -- what the run records for verify (run.json) -----------------------------
+    def record(self, **items):
+        """Add run-level evidence (JSON-able) to ``run.json``, written at once."""
+        self._run_record.update(items)
+        write_json(self.path("run.json"), self._run_record)
+
+    def record_case(self, name):
+        self._run_record["cases"].append(name)
+        write_json(self.path("run.json"), self._run_record)
+
+    # -- the steps (override) -----------------------------------------------------
     def setup(self):
         """Build what the run needs; register everything on ``self.stack``."""
 
     def run(self):
-        """Do the work; save raw evidence under ``self.out_dir``; fill ``self.metrics``."""
-        raise NotImplementedError
-
-    def verify(self):
-        """Return a list of :class:`Claim` computed from the saved evidence."""
+        """Do the work; save raw evidence under ``self.out_dir``."""
         raise NotImplementedError
 
     def teardown(self):
         self.stack.close()
 
-    def plot(self):
+    @classmethod
+    def verify(cls, ev):
+        """Return the list of :class:`Claim`, from ``ev`` (the results folder) only."""
+        raise NotImplementedError
+
+    @classmethod
+    def plot(cls, ev):
         """Draw PNGs from the files the run saved (optional)."""
 
     # -- driver ----------------------------------------------------------------------
@@ -141,26 +114,31 @@ class Experiment:
         """setup -> run -> teardown -> verify -> plot; always writes metrics.json.
 
         Returns the list of claims. Verification happens after teardown, from
-        saved evidence, so a failed claim never leaves the network up.
+        saved evidence only, so a failed claim never leaves the network up.
         """
         os.makedirs(self.out_dir, exist_ok=True)
-        write_json(self.path("params.json"), {"experiment": self.name,
-                                              "params": self.params})
+        write_json(self.path("params.json"), {"experiment": self.name, "params": self.params})
+        write_json(self.path("run.json"), self._run_record)
         started = time.time()
-        status, error = "error", None
+        status, error, figures = "error", None, {}
         try:
             try:
                 self.setup()
                 self.run()
             finally:
                 self.teardown()
-            self.claims = list(self.verify())
+            ev = Evidence(self.out_dir, self.Params, writable=True)
+            if _LEGACY(self):   # TRANSITION: removed once every experiment verifies from ev
+                self.claims, figures = list(self.verify()), self.metrics
+            else:
+                self.claims = list(self.verify(ev))
+                figures = ev.metrics
             status = "pass" if self.claims and all(c.ok for c in self.claims) else "fail"
             try:
-                self.plot()
+                self.plot() if _LEGACY(self) else self.plot(ev)
             except Exception as exc:  # a plot must not hide the verdict
                 self.log(f"plot failed: {exc}")
-                self.metrics.setdefault("plot_errors", []).append(str(exc))
+                figures.setdefault("plot_errors", []).append(str(exc))
         except (KeyboardInterrupt, Interrupted) as exc:
             status, error = "interrupted", str(exc) or "interrupted"
             raise
@@ -176,10 +154,35 @@ class Experiment:
             write_json(self.path("metrics.json"), {
                 "experiment": self.name, "status": status, "error": error,
                 "duration_s": round(time.time() - started, 3),
-                "claims": [dataclasses.asdict(c) for c in self.claims],
-                "metrics": self.metrics,
+                "claims": [c.to_dict() for c in self.claims],
+                "metrics": figures,
             })
         return self.claims
+
+
+def _LEGACY(exp):
+    import inspect
+    return not inspect.ismethod(type(exp).verify)
+
+
+def reverify(folder):
+    """Verify a results folder again from its files alone.
+
+    Returns ``(cls, claims, saved)``: the experiment class (from params.json),
+    the claims computed now, and the claims its run saved in metrics.json."""
+    from wirelab.experiment import registry
+    folder = os.path.abspath(folder)
+    head = Evidence(folder)
+    if not head.experiment:
+        raise ConfigError(f"{folder}: params.json names no experiment")
+    cls = registry.load(head.experiment)
+    try:
+        ev = Evidence(folder, cls.Params)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{folder}: params.json does not fit {cls.name}: {exc}") from None
+    claims = list(cls.verify(ev))
+    saved = [Claim.from_dict(c) for c in ev.json("metrics.json", default={}).get("claims", [])]
+    return cls, claims, saved
 
 
 # -- command line ---------------------------------------------------------------------
@@ -187,9 +190,9 @@ def _option(field):
     return "--" + field.name.replace("_", "-")
 
 
-def build_parser(cls):
+def build_parser(cls, prog=None):
     parser = argparse.ArgumentParser(
-        prog=f"experiments/{cls.name}.py",
+        prog=prog or f"experiments/{cls.name}.py",
         description=(cls.description or cls.__doc__ or "").strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(cls.Params)
@@ -255,11 +258,11 @@ def print_claims(claims, stream=sys.stdout):
     print("-" * (width + 40), file=stream)
     for c in claims:
         result = "PASS" if c.ok else "FAIL"
-        detail = _short(c.measured, 40) if c.measured is not None else ""
+        detail = short(c.measured, 40) if c.measured is not None else ""
         if c.expected is not None:
-            detail += f" / {_short(c.expected, 30)}"
+            detail += f" / {short(c.expected, 30)}"
         if c.tolerance is not None:
-            detail += f" (tol {_short(c.tolerance, 20)})"
+            detail += f" (tol {short(c.tolerance, 20)})"
         print(f"{c.name:{width}}  {result:6}  {detail}", file=stream)
 
 
@@ -296,13 +299,14 @@ def reexec_in_uml(cls, argv, out):
                           timeout=UML_TIMEOUT_S)
 
 
-def main(cls, argv=None):
-    """Entry point for ``experiments/<name>.py``: parse, validate, run, report.
+def main(cls, argv=None, prog=None):
+    """Entry point for ``experiments/<name>.py`` and ``wirelab run <name>``:
+    parse, validate, run, report.
 
     Exit codes: 0 every claim holds; 7 a claim failed; 2 bad parameters;
     3-5 preflight; 6 a command failed; 130 interrupted; 1 anything else.
     """
-    parser = build_parser(cls)
+    parser = build_parser(cls, prog)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:

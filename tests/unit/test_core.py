@@ -133,6 +133,34 @@ def test_proc_start_time_handles_odd_names(tmp_path):
     assert not runledger.alive(os.getpid(), 1)
 
 
+def test_zombie_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = runledger.proc_start_time(child.pid)
+    wait_until(lambda: (runledger.stat_fields(child.pid) or [b"?"])[0] == b"Z", 10,
+               what="the child to exit (a zombie until reaped)")
+    assert not runledger.alive(child.pid, start), "a zombie has exited: it is not alive"
+    assert runledger.reap_children([child.pid, os.getpid()]) == [child.pid]
+    assert runledger.stat_fields(child.pid) is None
+    assert child.wait(1) == 0   # Popen copes with a child reaped under it
+
+
+def test_kill_and_wait_reaps_own_children():
+    child = subprocess.Popen(["sleep", "60"])
+    pids = {child.pid: runledger.proc_start_time(child.pid)}
+    runledger.kill_and_wait(pids, timeout=5)   # before: timed out on the zombie
+    assert runledger.stat_fields(child.pid) is None
+    child.wait(1)
+
+
+def test_interrupted_ledger_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted(_path, _tmp):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runledger.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runledger.RunLedger("cut-short", directory=str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
 def test_stale_ledger_detection(tmp_path):
     live = runledger.RunLedger("live-run", directory=str(tmp_path))
     dead = dict(live.data, run_id="dead-run", owner_pid=2 ** 22 + 7)

@@ -9,15 +9,152 @@ The nodes apply them themselves in ``config()``, so the same topology works from
 Every node, when configured, turns TSO/GSO/GRO off on its links and brings its
 interfaces up; addresses and routes go through pyroute2 in the node's namespace,
 never through ``ifconfig`` or ``ip`` text.
+
+Every node's shell must come up within :attr:`ShellDeadline.START_TIMEOUT_S`;
+one that exits or stays silent fails the run with :class:`NodeStartError`
+naming the node, the exit status and what the shell printed.
 """
 
 import ipaddress
 import os
+import pty
+import select
+import signal
+import subprocess
+import time
 
+from mininet.node import Host as MnHost
 from mininet.node import Node
 from mininet.nodelib import LinuxBridge
 
-from wirelab.errors import ConfigError
+from wirelab.errors import CommandError, ConfigError, WirelabError
+
+_PROMPT = b"\x7f"   # Mininet's PS1: the sentinel that ends every command's output
+
+
+class NodeStartError(WirelabError):
+    """A node's shell did not come up: it exited, or printed no prompt in time."""
+
+    exit_code = CommandError.exit_code   # a command (the node's shell) failed
+
+
+def _one_line(output, limit=300):
+    text = output.decode(errors="replace").replace("\x7f", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines)[-limit:]
+
+
+class ShellDeadline:
+    """Mixin for Mininet nodes: start the node's shell with a deadline.
+
+    Mininet's ``Node.startShell`` reads the shell's pty until the prompt with no
+    timeout, and keeps the pty's other end open itself, so a shell that dies
+    (``mnexec`` failing with "remount: Invalid argument") is never noticed: the
+    run hangs with the shell a zombie. Here the prompt is awaited together with
+    the shell's exit (a pidfd), under one deadline; on failure, or on an
+    interrupt meanwhile, the shell is killed, reaped and its pty closed.
+    """
+
+    #: A shell starts in milliseconds; this covers a machine whose cores are all busy.
+    START_TIMEOUT_S = 15.0
+
+    def shell_argv(self, opts):
+        """The command that starts the node's shell (as Mininet's startShell)."""
+        return ["mnexec", opts, "env", "PS1=" + chr(127), "bash", "--norc",
+                "--noediting", "-is", "mininet:" + self.name]
+
+    def startShell(self, mnopts=None):
+        if self.shell:
+            raise NodeStartError(f"node {self.name}: shell is already running")
+        opts = "-cd" if mnopts is None else mnopts
+        if self.inNamespace:
+            opts += "n"
+        argv = self.shell_argv(opts)
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        self.master, self.slave = pty.openpty()
+        try:
+            self.shell = self._popen(argv, stdin=self.slave, stdout=self.slave,
+                                     stderr=self.slave, close_fds=False)
+        except OSError as exc:
+            os.close(self.master)
+            os.close(self.slave)
+            self.master = self.slave = None
+            raise NodeStartError(f"node {self.name}: cannot start {argv[0]}: {exc}") from None
+        self.stdin = os.fdopen(self.master, "r")
+        self.stdout = self.stdin
+        self.pid = self.shell.pid
+        self.pollOut = select.poll()
+        self.pollOut.register(self.stdout)
+        self.outToNode[self.stdout.fileno()] = self
+        self.inToNode[self.stdin.fileno()] = self
+        self.execed = False
+        self.lastCmd = None
+        self.lastPid = None
+        self.readbuf = ""
+        try:
+            self._await_prompt(deadline, "print its prompt")
+            # What Mininet's startShell sends next, awaited under the same deadline.
+            self.write("unset HISTFILE; stty -echo; set +m\n")
+            self._await_prompt(deadline, "answer its first command")
+        except BaseException:   # also KeyboardInterrupt: never leave the shell behind
+            self._abandon_shell()
+            raise
+        self.waiting = False
+
+    def _await_prompt(self, deadline, what):
+        """Read the pty until the prompt; raise if the shell exits or time runs out."""
+        fd = self.stdout.fileno()
+        pidfd = os.pidfd_open(self.shell.pid)
+        output = b""
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.register(pidfd, select.POLLIN)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NodeStartError(
+                        f"node {self.name}: shell (pid {self.shell.pid}) did not {what} within "
+                        f"{self.START_TIMEOUT_S:g}s" + (f": {_one_line(output)}" if output else ""))
+                events = dict(poller.poll(max(1, int(remaining * 1000))))
+                if events.get(fd, 0) & select.POLLIN:
+                    chunk = os.read(fd, 4096)
+                    output += chunk
+                    if _PROMPT in chunk:
+                        return output
+                    if chunk:
+                        continue   # read all it printed before looking at its exit
+                if pidfd in events:
+                    code = self.shell.wait(max(0.1, deadline - time.monotonic()))
+                    raise NodeStartError(
+                        f"node {self.name}: shell exited {code} before it could {what}"
+                        + (f": {_one_line(output)}" if output else " (no output)"))
+        finally:
+            os.close(pidfd)
+
+    def _abandon_shell(self):
+        """Kill the half-started shell (its session: mnexec -d made it a leader),
+        reap it and close both ends of its pty."""
+        shell = self.shell
+        for kill in (lambda: os.killpg(shell.pid, signal.SIGKILL),
+                     lambda: os.kill(shell.pid, signal.SIGKILL)):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            shell.wait(5)
+        except subprocess.TimeoutExpired:
+            pass   # in D state: the run's reaper (label WIRELAB_RUN) waits for it
+        self.outToNode.pop(self.stdout.fileno(), None)
+        self.inToNode.pop(self.stdin.fileno(), None)
+        self.stdin.close()
+        os.close(self.slave)
+        self.shell = None
+
+
+class MininetHost(ShellDeadline, MnHost):
+    """Mininet's plain Host, with the shell start-up deadline (Testbed's default)."""
 from wirelab.net.netns import entered, iproute, open_ioctl_socket, set_offloads
 
 
@@ -39,7 +176,7 @@ def _route_spec(route):
     return spec
 
 
-class NetlinkNode(Node):
+class NetlinkNode(ShellDeadline, Node):
     """A namespaced node whose interfaces, addresses and routes come from params.
 
     ``SYSCTLS`` ({key under /proc/sys: value}) are set in the node's own network
@@ -135,7 +272,7 @@ class LinuxRouter(NetlinkNode):
     }
 
 
-class LanBridge(LinuxBridge):
+class LanBridge(ShellDeadline, LinuxBridge):
     """A LAN: a Linux bridge inside its own namespace, driven through netlink.
 
     Living in a namespace, it leaves nothing in the root namespace if the run is

@@ -38,7 +38,38 @@ def proc_start_time(pid):
 
 
 def alive(pid, start_time):
-    return start_time is not None and proc_start_time(pid) == start_time
+    """Whether ``pid`` is still the process that started at ``start_time`` and runs.
+
+    A zombie (state Z, or X while it is being reaped) has exited: it holds no
+    namespace, socket or file any more, only its pid until its parent reaps it.
+    It is dead here; otherwise a node shell we have not reaped yet would make
+    every wait for "the run's processes are gone" time out.
+    """
+    if start_time is None:
+        return False
+    fields = stat_fields(pid)
+    return bool(fields) and fields[0] not in (b"Z", b"X") and int(fields[19]) == start_time
+
+
+def reap_children(pids):
+    """Reap those of ``pids`` that are zombie children of this process.
+
+    Only zombies, and only the given pids: ``waitpid(-1)`` would steal the exit
+    status of a child some other code (a ``subprocess.Popen``) still waits for.
+    Returns the pids reaped.
+    """
+    reaped = []
+    me = os.getpid()
+    for pid in pids:
+        fields = stat_fields(pid)
+        if not fields or fields[0] != b"Z" or int(fields[1]) != me:
+            continue
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+        except ChildProcessError:
+            pass  # reaped meanwhile by its Popen object
+    return reaped
 
 
 def labelled_pids(run_id=None):
@@ -75,7 +106,11 @@ class RunLedger:
                      "owner_start": proc_start_time(os.getpid()),
                      "created": time.time(), "pids": {}}
         os.makedirs(directory, exist_ok=True)
-        self._write()
+        try:
+            self._write()
+        except BaseException:   # interrupted half-way: the caller has no handle to remove it
+            self.remove()
+            raise
 
     def add_pid(self, pid):
         self.data["pids"][str(pid)] = proc_start_time(pid)
@@ -88,10 +123,11 @@ class RunLedger:
         os.replace(tmp, self.path)
 
     def remove(self):
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        for path in (self.path + ".tmp", self.path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def kill_and_wait(pids, timeout=5.0):
@@ -103,8 +139,10 @@ def kill_and_wait(pids, timeout=5.0):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    wait_until(lambda: not any(alive(p, s) for p, s in pids.items()), timeout,
-               what=f"processes {sorted(pids)} to exit")
+    def gone():
+        reap_children(pids)
+        return not any(alive(p, s) for p, s in pids.items())
+    wait_until(gone, timeout, what=f"processes {sorted(pids)} to exit")
 
 
 def stale_runs(directory=LEDGER_DIR):

@@ -234,10 +234,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     from wirelab.errors import WirelabError
-    from wirelab.observe.pcap import CaptureError
+    from wirelab.observe.pcap import PcapFormatError
     try:
         main()
-    except (CaptureError, WirelabError, OSError, subprocess.CalledProcessError) as exc:
+    except (PcapFormatError, WirelabError, OSError, subprocess.CalledProcessError) as exc:
         print(f"bench_pcap: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

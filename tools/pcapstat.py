@@ -5,7 +5,7 @@ py="$here/../.venv/bin/python"
 [ -x "$py" ] || { echo "wirelab: not set up (no .venv); run: sudo make setup" >&2; exit 3; }
 exec "$py" "$0" "$@"
 '''
-"""pcapstat: per-connection TCP statistics of a pcap or pcapng file.
+"""pcapstat: per-connection TCP statistics of a pcap or pcapng file (or a gzip of one).
 
 Examples::
 
@@ -15,7 +15,8 @@ Examples::
 
 Counters follow Wireshark's ``tcp.analysis.*`` flags; see
 ``wirelab/observe/pcap/report.py`` for their exact definitions.  Exit codes: 0 ok,
-2 unreadable input (one-line message on stderr), 3 not set up.
+2 unreadable input (one-line message on stderr; ``PcapFormatError.exit_code``),
+3 not set up.
 """
 
 import argparse
@@ -25,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wirelab.observe.pcap import CaptureError, analyze  # noqa: E402
+from wirelab.observe.pcap import PcapFormatError, analyze  # noqa: E402
 
 COLUMNS = [  # (header, attribute of DirectionSummary, format)
     ("pkts", "packets", "d"), ("bytes", "payload_bytes", "d"), ("uniq", "unique_bytes", "d"),
@@ -91,16 +92,16 @@ def text_report(rep) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pcapstat", description="Per-connection TCP statistics of a pcap/pcapng file "
                                  "(counters agree with Wireshark's tcp.analysis flags).")
-    ap.add_argument("file", help="pcap or pcapng capture")
+    ap.add_argument("file", help="pcap or pcapng capture, plain or gzip-compressed")
     ap.add_argument("--json", action="store_true", help="print the full report as JSON")
     ap.add_argument("--flow", action="append", metavar="ADDR[:PORT]",
                     help="only connections with this endpoint (ip, ip:port, :port; repeatable)")
     a = ap.parse_args(argv)
     try:
         rep = analyze(a.file)
-    except CaptureError as e:
+    except PcapFormatError as e:
         print(f"pcapstat: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except OSError as e:
         print(f"pcapstat: error: {a.file}: {e.strerror or e}", file=sys.stderr)
         return 2
@@ -108,6 +109,8 @@ def main(argv=None) -> int:
         rep.flows = [f for f in rep.flows if any(matches(f, s) for s in a.flow)]
     if rep.truncated:
         print(f"pcapstat: warning: {a.file}: {rep.truncated}", file=sys.stderr)
+    for note in rep.warnings:
+        print(f"pcapstat: warning: {a.file}: {note}", file=sys.stderr)
     if a.json:
         json.dump(rep.to_dict(), sys.stdout, indent=1)
         print()

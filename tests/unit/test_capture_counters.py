@@ -39,3 +39,30 @@ def test_capture_with_kernel_drops_is_not_complete():
     r = CaptureResult(problems=[], dropped_by_kernel=3, dropped_by_interface=0)
     assert not r.complete
     assert CaptureResult(problems=[], dropped_by_kernel=0, dropped_by_interface=0).complete
+
+
+def test_reading_functions_use_the_house_reader(tmp_path):
+    """pcapng and gzip are read too; another link type is refused in one line."""
+    import gzip
+
+    import pytest
+
+    from wirelab.observe.capture import count_packets, ethernet_frames
+    from wirelab.observe.pcap import PcapFormatError
+    from wirelab.errors import WirelabError
+
+    frames = [b"\x02" * 12 + b"\x08\x00" + b"a" * 46, b"\x02" * 12 + b"\x08\x00" + b"b" * 60]
+    p = tmp_path / "x.pcap.gz"  # the name does not matter: gzip is found by its magic
+    p.write_bytes(gzip.compress(_pcap(frames)))
+    assert list(ethernet_frames(str(p))) == frames
+    assert count_packets(str(p)) == complete_records(str(p)) == 2
+    raw = tmp_path / "raw.pcap"
+    raw.write_bytes(_pcap(frames)[:20] + struct.pack("<I", 101) + _pcap(frames)[24:])
+    with pytest.raises(PcapFormatError, match=r"raw.pcap: link type 101, expected Ethernet \(1\)$") as e:
+        list(ethernet_frames(str(raw)))
+    assert isinstance(e.value, WirelabError)
+    text = tmp_path / "t.pcap"
+    text.write_text("not a capture")
+    with pytest.raises(PcapFormatError, match="not a pcap or pcapng file"):
+        count_packets(str(text))
+    assert complete_records(str(text)) == 0

@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from test_pcap_common import DATA, GOLDEN, PCAPSTAT
-from wirelab.observe.pcap import CaptureError, NotACaptureError, analyze
+from wirelab.errors import WirelabError
+from wirelab.observe.pcap import NotACaptureError, PcapFormatError, analyze
 
 
 def pcapstat(*args):
@@ -16,7 +17,7 @@ def test_text_file_is_not_a_capture():
     with pytest.raises(NotACaptureError) as e:
         analyze(DATA / "err_text.pcap")
     assert str(e.value).endswith("err_text.pcap: not a pcap or pcapng file (magic 0x74686973)")
-    assert isinstance(e.value, CaptureError)
+    assert isinstance(e.value, PcapFormatError) and isinstance(e.value, WirelabError)
 
 
 def test_empty_file():

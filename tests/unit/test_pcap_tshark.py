@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from test_pcap_common import DATA
-from wirelab.observe.pcap import flags as F
+from wirelab.observe.pcap import analysis as F
 from wirelab.observe.pcap import iter_segment_batches
 
 TSHARK_FLAGS = {

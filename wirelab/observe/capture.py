@@ -26,10 +26,12 @@ the node that owns the netem qdisc (see ``experiments/tcp_recovery.py``).
 import os
 import re
 import signal
-import struct
 import subprocess
 
 from wirelab.errors import CommandError, WirelabError
+from wirelab.observe.pcap.decode import LINKTYPE_ETHERNET
+from wirelab.observe.pcap.reader import PcapFormatError, iter_frames
+from wirelab.observe.pcap.reader import count_packets as read_packet_count
 from wirelab.proc import LineReader, wait_until
 
 # Headers only: Ethernet 14 + IPv4 up to 60 + TCP up to 60 = 134; 128 covers
@@ -199,45 +201,27 @@ def parse_counters(stderr_text):
 
 def ethernet_frames(path):
     """The frames of one of our own captures (tcpdump on a veth: Ethernet,
-    checked, so a capture of another link type is an error, not garbage)."""
-    import dpkt
-    with open(path, "rb") as f:
-        reader = dpkt.pcap.Reader(f)
-        if reader.datalink() != dpkt.pcap.DLT_EN10MB:
-            raise CaptureError(f"{path}: link type {reader.datalink()}, expected Ethernet (1)")
-        for _ts, buf in reader:
-            yield buf
+    checked, so a capture of another link type is an error, not garbage).
+
+    Read with the house reader (pcap or pcapng, plain or gzip); raises
+    :class:`~wirelab.observe.pcap.reader.PcapFormatError`."""
+    for linktype, _ts, frame in iter_frames(path):
+        if linktype != LINKTYPE_ETHERNET:
+            raise PcapFormatError(f"{path}: link type {linktype}, expected Ethernet ({LINKTYPE_ETHERNET})")
+        yield frame
 
 
 def count_packets(path):
-    """Number of packets in a pcap/pcapng file; raises if the file does not parse."""
-    import dpkt
-    with open(path, "rb") as f:
-        try:
-            return sum(1 for _ in dpkt.pcap.UniversalReader(f))
-        except (ValueError, dpkt.NeedData) as exc:
-            raise CaptureError(f"{path}: {exc}") from None
+    """Number of complete packets in a capture; raises
+    :class:`~wirelab.observe.pcap.reader.PcapFormatError` if it is not one."""
+    return read_packet_count(path)[0]
 
 
 def complete_records(path):
-    """Complete packet records in a classic pcap file being written (headers only)."""
+    """Complete packet records in a capture being written (0 until it has a header)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-            if len(head) < 24:
-                return 0
-            order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-            size = os.fstat(f.fileno()).st_size
-            pos, n = 24, 0
-            while pos + 16 <= size:
-                f.seek(pos + 8)
-                caplen = struct.unpack(order + "I", f.read(4))[0]
-                if pos + 16 + caplen > size:
-                    break
-                pos += 16 + caplen
-                n += 1
-            return n
-    except OSError:
+        return read_packet_count(path)[0]
+    except (OSError, PcapFormatError):
         return 0
 
 

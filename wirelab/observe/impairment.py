@@ -39,28 +39,40 @@ captures on r1's interface facing the sender and r2's interface facing the
 receiver, so between the two points lies exactly r1's forwarding, the bottleneck
 link with its netem qdiscs (both ends), and r2's forwarding.
 
-Pure: functions over pcap files (dpkt), no root; ``build_ledger(a, b)``.
+Pure: functions over capture files (the house reader), no root; ``build_ledger(a, b)``.
 """
 
 from __future__ import annotations
 
 import collections
-import math
 import dataclasses
-import socket
+import ipaddress
+import math
 import statistics
 
-import dpkt
+import numpy as np
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+from wirelab.errors import WirelabError
+from wirelab.observe.pcap.decode import decode_tcp
+from wirelab.observe.pcap.reader import PcapFormatError, PcapReader
+from wirelab.observe.pcap.tcpflags import ACK, FIN, PSH, RST, SYN, letters
+
+__all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "LedgerError", "Packet", "read_packets", "build_ledger",
+           "ImpairmentLedger", "DirectionLedger", "Departure", "match_direction", "prove_recovery",
+           "wilson_interval", "false_alarm_probability", "binomial_below",
+           "netem_expected_rates", "Z_9999"]
+
 M32 = 0xFFFFFFFF
 
-# pcap link types we read.
-_DLT_EN10MB, _DLT_RAW, _DLT_RAW_ALT, _DLT_LINUX_SLL, _DLT_LINUX_SLL2 = 1, 101, 12, 113, 276
 
+class LedgerError(WirelabError, ValueError):
+    """A capture cannot be used for the ledger (not a capture, no TCP/IPv4).
 
-class LedgerError(ValueError):
-    """A capture cannot be used for the ledger (unknown link type, no TCP)."""
+    Exit code 2, like :class:`~wirelab.observe.pcap.reader.PcapFormatError`:
+    the input is unusable.
+    """
+
+    exit_code = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,61 +108,40 @@ class Packet:
         return self.payload_len + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
 
 
-def _options(tcp):
-    """(TSval or None, MSS option or None) of a TCP header."""
-    tsval = mss = None
-    for kind, data in dpkt.tcp.parse_opts(tcp.opts):
-        if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
-            tsval = int.from_bytes(data[:4], "big")
-        elif kind == dpkt.tcp.TCP_OPT_MSS and len(data) == 2:
-            mss = int.from_bytes(data, "big")
-    return tsval, mss
-
-
 def read_packets(path):
-    """The TCP/IPv4 packets of a pcap or pcapng file, in file order.
+    """The TCP/IPv4 packets of a capture (pcap or pcapng, plain or gzip), in file order.
 
-    The payload length comes from the IP header (total length), not the captured
-    bytes, so a header-only capture (``-s 128``) is enough.
+    Read with the house reader (:mod:`wirelab.observe.pcap.reader`), so every
+    link type it knows works.  The payload length comes from the IP header
+    (total length), not the captured bytes, so a header-only capture
+    (``-s 128``) is enough.  Raises :class:`LedgerError` for a file that is not
+    a capture.
     """
+    try:
+        reader = PcapReader(path)
+        batches = [decode_tcp(b) for b in reader]
+    except PcapFormatError as exc:
+        raise LedgerError(str(exc)) from None
+    names: dict[int, str] = {}
+
+    def name(lo: int) -> str:
+        s = names.get(lo)
+        if s is None:
+            s = names[lo] = str(ipaddress.IPv4Address(lo & M32))
+        return s
+
     out = []
-    with open(path, "rb") as f:
-        try:
-            reader = dpkt.pcap.UniversalReader(f)
-        except (ValueError, dpkt.NeedData) as exc:
-            raise LedgerError(f"{path}: {exc}") from None
-        dlt = reader.datalink()
-        for i, (ts, buf) in enumerate(reader):
-            ip = _ip_of(dlt, buf, path)
-            if not isinstance(ip, dpkt.ip.IP) or ip.p != dpkt.ip.IP_PROTO_TCP:
-                continue
-            tcp = ip.data
-            if not isinstance(tcp, dpkt.tcp.TCP):
-                continue  # truncated below the TCP header: not ours
-            payload_len = ip.len - ip.hl * 4 - tcp.off * 4
-            # dpkt gives float seconds: ~0.2 us resolution today, plenty for
-            # one-way delays of milliseconds.
-            ts_ns = int(round(float(ts) * 1e9))
-            tsval, mss = _options(tcp)
-            out.append(Packet(index=i, ts_ns=ts_ns, src=socket.inet_ntoa(ip.src), sport=tcp.sport,
-                              dst=socket.inet_ntoa(ip.dst), dport=tcp.dport, ip_id=ip.id,
-                              seq=tcp.seq, ack=tcp.ack, flags=tcp.flags,
-                              payload_len=payload_len, tsval=tsval,
-                              mss=mss if tcp.flags & SYN else None))
+    for tb in batches:
+        v4 = np.nonzero((tb.ipver == 4) & (tb.src_hi == 0) & ((tb.src_lo >> np.uint64(32)) == 0xFFFF))[0]
+        cols = [getattr(tb, f)[v4].tolist() for f in
+                ("frame", "ts_ns", "src_lo", "sport", "dst_lo", "dport", "ipid", "seq", "ack", "flags",
+                 "seglen", "tsval", "mss")]
+        for fr, ts, src, sport, dst, dport, ipid, seq, ack, fl, ln, tsval, mss in zip(*cols):
+            out.append(Packet(index=fr - 1, ts_ns=ts, src=name(src), sport=sport, dst=name(dst), dport=dport,
+                              ip_id=ipid, seq=seq, ack=ack, flags=fl, payload_len=ln,
+                              tsval=tsval if tsval >= 0 else None,
+                              mss=mss if fl & SYN and mss >= 0 else None))
     return out
-
-
-def _ip_of(dlt, buf, path):
-    if dlt == _DLT_EN10MB:
-        eth = dpkt.ethernet.Ethernet(buf)
-        return eth.data
-    if dlt == _DLT_LINUX_SLL:
-        return dpkt.sll.SLL(buf).data
-    if dlt == _DLT_LINUX_SLL2:
-        return dpkt.sll2.SLL2(buf).data
-    if dlt in (_DLT_RAW, _DLT_RAW_ALT):
-        return dpkt.ip.IP(buf) if buf and buf[0] >> 4 == 4 else None
-    raise LedgerError(f"{path}: unsupported link type {dlt}")
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -199,7 +190,7 @@ class DirectionLedger:
     def describe(self, dep):
         p = dep.packet
         return {"index": p.index, "t_ns": p.ts_ns, "rel_seq": self.rel(p.seq),
-                "len": p.payload_len, "flags": flag_names(p.flags), "ip_id": p.ip_id,
+                "len": p.payload_len, "flags": letters(p.flags), "ip_id": p.ip_id,
                 "copies": len(dep.copies)}
 
     def owd_ns(self):
@@ -236,12 +227,6 @@ def _quantiles_ms(sorted_ns):
     return {"n": len(sorted_ns), "min": round(sorted_ns[0] / 1e6, 3),
             "median": round(statistics.median(sorted_ns) / 1e6, 3), "p90": q(0.9),
             "max": round(sorted_ns[-1] / 1e6, 3)}
-
-
-def flag_names(flags):
-    names = [n for bit, n in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."))
-             if flags & bit]
-    return "".join(names) or "-"
 
 
 def match_direction(before_pkts, after_pkts, before_name="before", after_name="after"):
@@ -295,7 +280,7 @@ def prove_recovery(ledger):
             continue
         lo, hi = spans[i]
         entry = {"index": d.packet.index, "t_ns": d.packet.ts_ns, "rel_seq": lo,
-                 "len": d.packet.payload_len, "flags": flag_names(d.packet.flags)}
+                 "len": d.packet.payload_len, "flags": letters(d.packet.flags)}
         missing = _cover([(lo, hi)], [spans[j] for j in range(i + 1, len(deps))
                                       if deps[j].copies and spans[j][0] < hi and spans[j][1] > lo])
         later = next((j for j in range(i + 1, len(deps))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wirelab.observe.pcap.reader import Batch
+from wirelab.observe.pcap.tcpflags import SYN
 
 # Link types (DLT_/LINKTYPE_ values).
 LINKTYPE_NULL = 0
@@ -43,8 +44,6 @@ _IPV6_EXT = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH
 V4_MAPPED_HI = np.uint64(0)
 V4_MAPPED_LO = np.uint64(0x0000FFFF00000000)
 
-# TCP flag bits, as in Wireshark's TH_* constants.
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 
 @dataclass
@@ -69,6 +68,7 @@ class TcpBatch:
     tsval: np.ndarray     # int64, TCP timestamp value, -1 if absent
     tsecr: np.ndarray     # int64, TCP timestamp echo reply, -1 if absent
     wscale: np.ndarray    # int64, window scale option on SYNs, -1 if absent
+    mss: np.ndarray       # int64, MSS option on SYNs, -1 if absent
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -188,7 +188,7 @@ def decode_tcp(batch: Batch) -> TcpBatch:
     dst_lo = np.where(v4k, V4_MAPPED_LO | _be32(u8, o3 + 16).astype(np.uint64), _be64(u8, o3 + 32))
 
     flags = _be16(u8, o4 + 12) & 0x0FFF
-    tsval, tsecr, wscale = _tcp_options(batch, u8, idx, o4, hlen, flags)
+    tsval, tsecr, wscale, mss = _tcp_options(batch, u8, idx, o4, hlen, flags)
     return TcpBatch(
         frame=batch.frame[idx], ts_ns=batch.ts_ns[idx],
         src_hi=src_hi, src_lo=src_lo, dst_hi=dst_hi, dst_lo=dst_lo,
@@ -196,28 +196,31 @@ def decode_tcp(batch: Batch) -> TcpBatch:
         seq=_be32(u8, o4 + 4), ack=_be32(u8, o4 + 8),
         flags=flags, win=_be16(u8, o4 + 14), seglen=seglen,
         ipver=np.where(v4k, 4, 6), ipid=np.where(v4k, _be16(u8, o3 + 4), -1),
-        tsval=tsval, tsecr=tsecr, wscale=wscale,
+        tsval=tsval, tsecr=tsecr, wscale=wscale, mss=mss,
     )
 
 
 def _tcp_options(batch, u8, idx, o4, hlen, flags):
-    """TCP timestamps (and window scale on SYNs) for each segment."""
+    """TCP timestamps (and window scale and MSS on SYNs) for each segment."""
     n = len(o4)
     tsval = np.full(n, -1, dtype=np.int64)
     tsecr = np.full(n, -1, dtype=np.int64)
     wscale = np.full(n, -1, dtype=np.int64)
+    mss = np.full(n, -1, dtype=np.int64)
     end = batch.offset[idx] + batch.caplen[idx]
     has_opt = hlen > 20
     if not has_opt.any():
-        return tsval, tsecr, wscale
-    oo = np.where(has_opt, o4, 0)
+        return tsval, tsecr, wscale, mss
+    # The first option bytes are only peeked at where the packet holds them.
+    peek = has_opt & (o4 + 23 <= end)
+    oo = np.where(peek, o4, 0)
     # The layouts used by Linux, BSD and Windows on data segments:
     # "TS first" (08 0a ...) or "NOP NOP TS" (01 01 08 0a ...).
     k20 = u8[oo + 20]
     k21 = u8[oo + 21]
     k22 = u8[oo + 22]
-    first = has_opt & (k20 == 8) & (hlen >= 30) & (oo + 30 <= end)
-    nopnop = has_opt & (k20 == 1) & (k21 == 1) & (k22 == 8) & (hlen >= 32) & (oo + 32 <= end)
+    first = peek & (k20 == 8) & (hlen >= 30) & (oo + 30 <= end)
+    nopnop = peek & (k20 == 1) & (k21 == 1) & (k22 == 8) & (hlen >= 32) & (oo + 32 <= end)
     for m, at in ((first, 22), (nopnop, 24)):
         if m.any():
             oa = np.where(m, oo, 0)
@@ -229,15 +232,16 @@ def _tcp_options(batch, u8, idx, o4, hlen, flags):
         for i in rest.tolist():
             start = int(o4[i]) + 20
             stop = min(int(o4[i]) + int(hlen[i]), int(end[i]))
-            tv, te, ws = _parse_options(buf, start, stop)
+            tv, te, ws, ms = _parse_options(buf, start, stop)
             if tv >= 0:
                 tsval[i], tsecr[i] = tv, te
-            wscale[i] = ws
-    return tsval, tsecr, wscale
+            if flags[i] & SYN:
+                wscale[i], mss[i] = ws, ms
+    return tsval, tsecr, wscale, mss
 
 
-def _parse_options(buf: bytes, p: int, stop: int) -> tuple[int, int, int]:
-    tv = te = ws = -1
+def _parse_options(buf: bytes, p: int, stop: int) -> tuple[int, int, int, int]:
+    tv = te = ws = ms = -1
     while p < stop:
         kind = buf[p]
         if kind == 0:
@@ -254,8 +258,10 @@ def _parse_options(buf: bytes, p: int, stop: int) -> tuple[int, int, int]:
             tv, te = struct.unpack_from(">II", buf, p + 2)
         elif kind == 3 and olen == 3:
             ws = buf[p + 2]
+        elif kind == 2 and olen == 4:
+            ms = (buf[p + 2] << 8) | buf[p + 3]
         p += olen
-    return tv, te, ws
+    return tv, te, ws, ms
 
 
 def _ipv6_skip_ext(buf: bytes, o3: int, caplen: int):

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from wirelab.observe.pcap import seqstate as S
-from wirelab.observe.pcap.decode import ACK, FIN, RST, SYN, TcpBatch
+from wirelab.observe.pcap.decode import TcpBatch
+from wirelab.observe.pcap.tcpflags import ACK, FIN, RST, SYN
 
 M32 = 0xFFFFFFFF
 # A duplicate segment is looked for among the data segments of the same

@@ -1,4 +1,4 @@
-"""Streaming reader for pcap and pcapng files, in batches of packets.
+"""The capture reader of the house: pcap and pcapng, plain or gzip-compressed.
 
 The reader never holds more than one read block (``BLOCK_BYTES``) plus one
 partial record of the file in memory.  It hands out :class:`Batch` objects:
@@ -9,43 +9,76 @@ instead of building a Python object per packet.
 Supported: pcap (both byte orders, micro- and nanosecond magic) and pcapng
 (sections of either byte order, several interfaces each with its own link
 type, ``if_tsresol`` and ``if_tsoffset``; Enhanced, Simple and obsolete Packet
-blocks).  Anything else raises :class:`NotACaptureError`.  A file that ends in
-the middle of a record is reported through :attr:`PcapReader.truncated`
-(after the complete packets were delivered), never by an exception.
+blocks), either of them gzip-compressed (recognised by the gzip magic, not by
+the file name, as tshark does).  Link layers are decoded in
+:mod:`wirelab.observe.pcap.decode`.
+
+Errors: a file that is not a capture raises :class:`NotACaptureError`; every
+other problem found before the first packet raises :class:`PcapFormatError`
+(both :class:`~wirelab.errors.WirelabError`, one line).  A file that ends in
+the middle of a record, or holds a corrupt record, is reported through
+:attr:`PcapReader.truncated` after the complete packets before it were
+delivered, never by an exception.  Timestamps are checked: one that does not
+fit in int64 nanoseconds (after the year 2262, e.g. a pcapng high word of
+0xFFFFFFFF) is clamped and counted in :attr:`PcapReader.warnings`.
 """
 
 from __future__ import annotations
 
+import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from wirelab.errors import WirelabError
+
 # Big enough that per-block overhead vanishes, small enough to be cache- and
 # memory-friendly; a record larger than this is handled by growing the buffer.
 BLOCK_BYTES = 4 << 20
+# Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: a pcap record longer than this
+# is corrupt (tshark refuses it as "bigger than maximum").
+MAX_RECORD_BYTES = 262_144
+# A pcapng block longer than this is taken as corrupt (Wireshark's limit,
+# MAX_BLOCK_SIZE in wiretap/pcapng.c, is of the same order).
+MAX_BLOCK_BYTES = 16 << 20
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BOM = 0x1A2B3C4D
+GZIP_MAGIC = b"\x1f\x8b"
 
-# pcapng block types
+# pcapng block types and their minimum lengths (header, fixed fields, trailer).
 _IDB, _PB, _SPB, _EPB = 1, 2, 3, 6
+_MIN_BLOCK = {PCAPNG_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
+
+INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
+
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
-class CaptureError(Exception):
-    """A file cannot be read as a capture; the message is one line."""
+class PcapFormatError(WirelabError):
+    """A file cannot be read as a capture; the message is one line.
+
+    Exit code 2, as for :class:`~wirelab.errors.ConfigError`: the input given
+    is unusable and nothing was done (``tools/pcapstat.py`` documents it).
+    """
+
+    exit_code = 2
 
 
-class NotACaptureError(CaptureError):
+class NotACaptureError(PcapFormatError):
     """The file does not start with a pcap or pcapng magic number."""
 
-    def __init__(self, path: str, magic: bytes):
+    def __init__(self, path: str, magic: bytes, compressed: bool = False):
         self.path = path
         self.magic = magic
         shown = "0x" + magic.hex() + ("" if len(magic) == 4 else f", file is only {len(magic)} bytes long")
-        super().__init__(f"{path}: not a pcap or pcapng file (magic {shown})")
+        what = "gzip-compressed file holds no" if compressed else "not a"
+        super().__init__(f"{path}: {what} pcap or pcapng file (magic {shown})")
 
 
 @dataclass
@@ -70,25 +103,38 @@ class Batch:
         return len(self.offset)
 
 
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 class PcapReader:
     """Iterate over a capture file as :class:`Batch` objects.
 
     ``max_packets`` bounds the number of packets per batch.  After the
-    iteration, ``packets`` is the number of packets read and ``truncated`` is
-    a one-line description if the file ended inside a record (else ``None``).
+    iteration, ``packets`` is the number of packets read, ``truncated`` a
+    one-line description if the file ended inside a record or a record was
+    corrupt (else ``None``), ``warnings`` one-line notes (clamped timestamps),
+    ``compressed`` whether the file was gzip-compressed.
     """
 
-    def __init__(self, path: str, max_packets: int = 65536):
+    def __init__(self, path, max_packets: int = 65536):
         self.path = str(path)
         self.max_packets = max_packets
         self.packets = 0
         self.truncated: str | None = None
         self.format = ""
         self.linktypes: set[int] = set()
-        with open(self.path, "rb") as f:
-            head = f.read(4)
+        self.compressed = _is_gzip(self.path)
+        self.clamped_timestamps = 0
+        self._stream_error: str | None = None
+        try:
+            with self._open() as f:
+                head = f.read(4)
+        except _GZIP_ERRORS as exc:
+            raise PcapFormatError(f"{self.path}: corrupt gzip data ({_one_line(exc)})") from None
         if len(head) < 4:
-            raise NotACaptureError(self.path, head)
+            raise NotACaptureError(self.path, head, self.compressed)
         le = struct.unpack("<I", head)[0]
         if le in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
             self.format, self._endian = "pcap", "<"
@@ -97,20 +143,52 @@ class PcapReader:
         elif le == PCAPNG_SHB:
             self.format, self._endian = "pcapng", "<"
         else:
-            raise NotACaptureError(self.path, head)
+            raise NotACaptureError(self.path, head, self.compressed)
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        if self.clamped_timestamps:
+            out.append(f"{self.clamped_timestamps} packets have timestamps outside int64 nanoseconds "
+                       f"(before 1677 or after 2262); clamped")
+        return out
 
     def __iter__(self):
         if self.format == "pcap":
             return self._iter_pcap()
         return self._iter_pcapng()
 
+    def _open(self):
+        return gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
+
+    def _read(self, f, n: int) -> bytes:
+        """Read up to ``n`` bytes; a corrupt or cut compressed stream ends the data."""
+        if not self.compressed:
+            return f.read(n)
+        try:
+            return f.read(n)
+        except _GZIP_ERRORS as exc:
+            self._stream_error = _one_line(exc)
+            return b""
+
+    def _ended(self, what: str) -> None:
+        """Record why the data ended early (first reason wins)."""
+        if self.truncated is None:
+            self.truncated = what
+
+    def _finish(self, tail: bytes) -> None:
+        if self._stream_error is not None:
+            self._ended(f"compressed data corrupt or cut after {self.packets} packets ({self._stream_error})")
+        elif tail:
+            self._ended(f"truncated after {self.packets} packets")
+
     # -- pcap ---------------------------------------------------------------
 
     def _iter_pcap(self):
-        with open(self.path, "rb") as f:
-            gh = f.read(24)
+        with self._open() as f:
+            gh = self._read(f, 24)
             if len(gh) < 24:
-                self.truncated = "truncated in the pcap file header"
+                self._ended("truncated in the pcap file header")
                 return
             e = self._endian
             magic, _vmaj, _vmin, _tz, _sig, _snap, network = struct.unpack(e + "IHHiIII", gh)
@@ -118,14 +196,13 @@ class PcapReader:
             # The upper bits of the link type field may hold FCS information.
             linktype = network & 0x0FFFFFFF
             self.linktypes.add(linktype)
-            rec = struct.Struct(e + "IIII")
-            unpack_from = rec.unpack_from
+            unpack_from = struct.Struct(e + "IIII").unpack_from
             hdr_dtype = np.dtype([("s", e + "u4"), ("f", e + "u4"), ("incl", e + "u4"), ("orig", e + "u4")])
             frame0 = 1
             tail = b""
             eof = False
             while not eof:
-                chunk = f.read(BLOCK_BYTES)
+                chunk = self._read(f, BLOCK_BYTES)
                 eof = not chunk
                 buf = tail + chunk if tail else chunk
                 n = len(buf)
@@ -135,11 +212,12 @@ class PcapReader:
                 limit = self.max_packets
                 while off + 16 <= n:
                     incl = unpack_from(buf, off)[2]
+                    if incl > MAX_RECORD_BYTES:
+                        self._ended(f"corrupt record length {incl} after {self.packets + len(offs)} packets")
+                        eof = True
+                        break
                     end = off + 16 + incl
                     if end > n:
-                        if incl > 0x10000000:
-                            self.truncated = f"corrupt record length {incl} after {self.packets + len(offs)} packets"
-                            eof = True
                         break
                     append(off)
                     off = end
@@ -153,8 +231,7 @@ class PcapReader:
                     yield self._pcap_batch(buf, offs, hdr_dtype, nanos, linktype, frame0)
                     frame0 += len(offs)
                 tail = buf[off:]
-                if eof and tail and self.truncated is None:
-                    self.truncated = f"truncated after {self.packets} packets"
+            self._finish(tail)
 
     def _pcap_batch(self, buf, offs, hdr_dtype, nanos, linktype, frame0):
         o = np.asarray(offs, dtype=np.int64)
@@ -162,6 +239,7 @@ class PcapReader:
         # Gather the 16-byte record headers with one fancy-index operation.
         idx = o[:, None] + np.arange(16, dtype=np.int64)[None, :]
         hdr = u8[idx].view(hdr_dtype).reshape(-1)
+        # u32 seconds * 1e9 + a u32 fraction stays below 2**63: no check needed.
         sec = hdr["s"].astype(np.int64)
         frac = hdr["f"].astype(np.int64)
         ts = sec * 1_000_000_000 + (frac if nanos else frac * 1000)
@@ -174,14 +252,16 @@ class PcapReader:
     # -- pcapng -------------------------------------------------------------
 
     def _iter_pcapng(self):
-        with open(self.path, "rb") as f:
+        with self._open() as f:
             tail = b""
             eof = False
             e = "<"
             ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks/s, offset s)
             frame0 = 1
+            want = BLOCK_BYTES
             while not eof:
-                chunk = f.read(BLOCK_BYTES)
+                chunk = self._read(f, want)
+                want = BLOCK_BYTES
                 eof = not chunk
                 buf = tail + chunk if tail else chunk
                 n = len(buf)
@@ -200,25 +280,26 @@ class PcapReader:
                         elif bom == 0x4D3C2B1A:
                             e = ">"
                         else:
-                            self.truncated = f"bad pcapng byte-order magic after {self.packets + len(offs)} packets"
+                            self._ended(f"bad pcapng byte-order magic after {self.packets + len(offs)} packets")
                             eof = True
                             break
                         ifaces = []
                     blen = struct.unpack_from(e + "I", buf, off + 4)[0]
-                    if blen < 12 or blen % 4:
-                        self.truncated = f"corrupt pcapng block after {self.packets + len(offs)} packets"
+                    if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_BLOCK_BYTES:
+                        self._ended(f"corrupt pcapng block (type {btype}, length {blen}) "
+                                    f"after {self.packets + len(offs)} packets")
                         eof = True
                         break
                     if off + blen > n:
+                        want = max(BLOCK_BYTES, off + blen - n)
                         break
                     if btype == _EPB:
                         iid, hi, lo, cap, wire = struct.unpack_from(e + "IIIII", buf, off + 8)
                         lt, tps, tsoff = ifaces[iid] if iid < len(ifaces) else (-1, 1_000_000, 0)
-                        ticks = (hi << 32) | lo
                         offs.append(off + 28)
                         caps.append(min(cap, blen - 32))
                         wires.append(wire)
-                        tss.append(_ticks_to_ns(ticks, tps) + tsoff * 1_000_000_000)
+                        tss.append(_ticks_to_ns((hi << 32) | lo, tps) + tsoff * 1_000_000_000)
                         lts.append(lt)
                     elif btype == _SPB:
                         wire = struct.unpack_from(e + "I", buf, off + 8)[0]
@@ -250,15 +331,25 @@ class PcapReader:
                     yield self._ng_batch(buf, offs, caps, wires, tss, lts, frame0)
                     frame0 += len(offs)
                 tail = buf[off:]
-                if eof and tail and self.truncated is None:
-                    self.truncated = f"truncated after {self.packets} packets"
+            self._finish(tail)
 
     def _ng_batch(self, buf, offs, caps, wires, tss, lts, frame0):
         self.packets += len(offs)
+        try:
+            ts = np.asarray(tss, dtype=np.int64)
+        except OverflowError:
+            # A timestamp beyond int64 nanoseconds (tshark shows such dates):
+            # clamp it, so that the analysis still runs, and say so.
+            self.clamped_timestamps += sum(1 for x in tss if not INT64_MIN <= x <= INT64_MAX)
+            ts = np.asarray([min(max(x, INT64_MIN), INT64_MAX) for x in tss], dtype=np.int64)
         return Batch(buf, np.asarray(offs, dtype=np.int64), np.asarray(caps, dtype=np.int64),
-                     np.asarray(wires, dtype=np.int64), np.asarray(tss, dtype=np.int64),
-                     np.asarray(lts, dtype=np.int32),
+                     np.asarray(wires, dtype=np.int64), ts, np.asarray(lts, dtype=np.int32),
                      np.arange(frame0, frame0 + len(offs), dtype=np.int64))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _ticks_to_ns(ticks: int, ticks_per_s: int) -> int:
@@ -274,7 +365,7 @@ def _idb_options(buf, off: int, end: int, e: str) -> tuple[int, int]:
     tps, tsoff = 1_000_000, 0
     while off + 4 <= end:
         code, olen = struct.unpack_from(e + "HH", buf, off)
-        if code == 0:
+        if code == 0 or off + 4 + olen > end:
             break
         if code == 9 and olen >= 1:  # if_tsresol
             v = buf[off + 4]
@@ -283,3 +374,25 @@ def _idb_options(buf, off: int, end: int, e: str) -> tuple[int, int]:
             tsoff = struct.unpack_from(e + "q", buf, off + 4)[0]
         off += 4 + ((olen + 3) & ~3)
     return tps, tsoff
+
+
+def iter_frames(path):
+    """Yield ``(linktype, ts_ns, frame bytes)`` for every packet of a capture.
+
+    The reader for code that wants whole frames one by one (few packets);
+    returns the :class:`PcapReader` (for ``truncated``) as the generator's value.
+    """
+    reader = PcapReader(path)
+    for b in reader:
+        buf = b.buf
+        for o, c, lt, ts in zip(b.offset.tolist(), b.caplen.tolist(), b.linktype.tolist(),
+                                b.ts_ns.tolist()):
+            yield lt, ts, buf[o:o + c]
+    return reader
+
+
+def count_packets(path) -> tuple[int, str | None]:
+    """``(complete packets, truncated)`` of a capture; raises :class:`PcapFormatError`."""
+    reader = PcapReader(path)
+    n = sum(len(b) for b in reader)
+    return n, reader.truncated

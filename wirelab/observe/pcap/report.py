@@ -60,10 +60,8 @@ import ipaddress
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from wirelab.observe.pcap import seqstate as S
-from wirelab.observe.pcap.decode import TcpBatch, decode_tcp
+from wirelab.observe.pcap.decode import decode_tcp
 from wirelab.observe.pcap.flows import Conversation, FlowAnalyzer
 from wirelab.observe.pcap.reader import PcapReader
 
@@ -145,6 +143,8 @@ class Report:
     tcp_packets: int
     truncated: str | None
     flows: list[FlowSummary] = field(default_factory=list)
+    compressed: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -236,15 +236,17 @@ def analyze(path, *, exact: bool = False, batch_packets: int = 16384) -> Report:
     """Analyse every TCP connection of a pcap/pcapng file.
 
     Raises :class:`~wirelab.observe.pcap.reader.NotACaptureError` (a
-    :class:`~wirelab.observe.pcap.reader.CaptureError`) for a file that is not a
-    capture; a capture truncated mid-record is analysed up to the last
-    complete packet and ``Report.truncated`` says so.  ``exact=True`` forces
+    :class:`~wirelab.observe.pcap.reader.PcapFormatError`) for a file that is not
+    a capture; a capture truncated mid-record is analysed up to the last
+    complete packet and ``Report.truncated`` says so; clamped timestamps are
+    listed in ``Report.warnings``.  ``exact=True`` forces
     the packet-by-packet analysis (slower, same results).
     """
     *_, (reader, fa) = _run(path, False, exact, batch_packets)
     return Report(path=str(path), format=reader.format, linktypes=sorted(reader.linktypes),
                   packets=reader.packets, tcp_packets=fa.tcp_packets, truncated=reader.truncated,
-                  flows=[summarize(c) for c in fa.convs])
+                  flows=[summarize(c) for c in fa.convs], compressed=reader.compressed,
+                  warnings=reader.warnings)
 
 
 def iter_segment_batches(path, *, exact: bool = False, batch_packets: int = 16384):
@@ -274,11 +276,10 @@ def iter_segments(path, **kw):
             yield dict(zip(names, row))
 
 
-def flag_names(analysis: int) -> list[str]:
+def analysis_names(analysis: int) -> list[str]:
     """Names of the analysis flags set in ``analysis``."""
     return [name for bit, name in S.FLAG_NAMES.items() if analysis & bit]
 
 
 __all__ = ["Report", "FlowSummary", "DirectionSummary", "Handshake", "Teardown",
-           "analyze", "iter_segment_batches", "iter_segments", "flag_names", "TcpBatch",
-           "np"]
+           "analyze", "iter_segment_batches", "iter_segments", "analysis_names"]

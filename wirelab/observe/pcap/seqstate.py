@@ -15,7 +15,7 @@ is tested against.
 
 from __future__ import annotations
 
-from wirelab.observe.pcap.decode import ACK, FIN, RST, SYN
+from wirelab.observe.pcap.tcpflags import ACK, FIN, RST, SYN
 
 # Analysis flags of one packet (bit values are ours, names are Wireshark's).
 RETRANSMISSION = 0x0001        # tcp.analysis.retransmission (plain)
@@ -55,6 +55,7 @@ DEFAULT_OOO_THRESHOLD_NS = 3_000_000
 # tracks fewer unacked segments than this.  We do not track the list, so we
 # approximate it by counting segments sent since the last ACK movement.
 M32 = 0xFFFFFFFF
+WINDOW_UNSEEN = M32
 
 
 def _s32(x: int) -> int:
@@ -74,7 +75,10 @@ class DirState:
         self.nextseqtime = 0
         self.lastack = 0
         self.lastacktime = 0
-        self.window = 0
+        # Wireshark's init_tcp_conversation_data() starts both windows at
+        # G_MAXUINT32: a direction never seen (e.g. a one-sided capture) must
+        # not make the other side's 1-byte segments zero-window probes.
+        self.window = WINDOW_UNSEEN
         self.dupacknum = 0
         self.lastacklen = 0
         self.maxseqtobeacked = 0

@@ -4,15 +4,26 @@
         ...traffic...
     caps.results   # one CaptureResult per capture: packets, kernel drops, parse check
 
-Each capture is ``tcpdump -i <intf> -w <file> -s <snaplen> -U --immediate-mode``
-started through ``tb.start`` (so teardown stops it even if we never get there).
-It is *ready* only once tcpdump prints ``listening on <intf>`` on stderr, which it
-does after the packet socket is open and bound: :meth:`Capture.start` waits for
-that line with a deadline, so no packet sent afterwards can be missed.
-:meth:`Capture.stop` sends SIGINT (tcpdump then flushes and closes the file and
-prints its counters), checks the exit code, reads the "N packets dropped by
-kernel" line and parses the file; a capture that dropped packets is reported,
-not hidden, because the impairment ledger is then unreliable.
+Each capture is ``tcpdump -i <intf> -w <file> -s <snaplen> -U --immediate-mode
+-B <KiB>`` started through ``tb.start`` (so teardown stops it even if we never
+get there). It is *ready* only once tcpdump prints ``listening on <intf>`` on
+stderr, which it does after the packet socket is open and bound:
+:meth:`Capture.start` waits for that line with a deadline, so no packet sent
+afterwards can be missed.
+
+:meth:`Capture.stop` loses nothing that reached the capture before the stop,
+even when tcpdump lags far behind on a busy machine. SIGINT makes tcpdump quit
+at once, leaving unread whatever is still in its ring buffer (it is counted as
+"received by filter", neither captured nor dropped). So the stop first waits
+(with a deadline) until the file holds as many packets as the interface carried
+since the start (netlink counters; unfiltered captures), then asks tcpdump for
+its counters (SIGUSR1) until it has read everything it received; those counters
+are the *checkpoint*. Then SIGINT, the exit code, the final counters, and the
+file are checked. A packet received before the checkpoint but not written is a
+real loss and reported; one that arrived during the stop itself (a late reply of
+a finished workload, a background stream) is not part of the capture, and only
+counted (``received_during_stop``). Kernel drops are reported, not hidden,
+because the impairment ledger is then unreliable.
 
 Where a capture point sees a packet (Linux): on *ingress*, the packet taps run in
 ``__netif_receive_skb_core`` before the ingress qdisc and before forwarding; on
@@ -27,6 +38,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 from wirelab.errors import CommandError, WirelabError
 from wirelab.observe.pcap.decode import LINKTYPE_ETHERNET
@@ -39,9 +51,16 @@ from wirelab.proc import LineReader, wait_until
 HEADER_SNAPLEN = 128
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+# Kernel ring buffer per capture, KiB (tcpdump -B): libpcap's default is 2 MiB;
+# 8 MiB holds about 30000 header-only packets, seconds of backlog for a tcpdump
+# that gets no CPU while the workload floods the link.
+RING_BUFFER_KIB = 8192
 
 _COUNTER = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel"
                       r"|dropped by interface)$")
+# What tcpdump prints on SIGUSR1 (its "info" request), on one line:
+# "tcpdump: 8 packets captured, 16 packets received by filter, 0 packets dropped by kernel"
+_INFO_LINE = re.compile(r"^tcpdump: \d+ packets? captured, ")
 
 
 class CaptureError(WirelabError):
@@ -74,8 +93,10 @@ class Capture:
     def argv(self):
         # -Z root: Debian's tcpdump drops to user "tcpdump" after opening the
         # device, which could not write into a root-owned results folder.
+        # -U: write each packet as it is read; --immediate-mode: hand each
+        # packet over at once, not when a ring block fills.
         return ["tcpdump", "-n", "-i", self.intf, "-w", self.path, "-s", str(self.snaplen),
-                "-U", "--immediate-mode", "-Z", "root", *self.bpf]
+                "-U", "--immediate-mode", "-B", str(RING_BUFFER_KIB), "-Z", "root", *self.bpf]
 
     def start(self, timeout=READY_TIMEOUT_S):
         """Start tcpdump and return once its packet socket is open."""
@@ -136,12 +157,55 @@ class Capture:
         except TimeoutError:
             return False
 
+    def request_counters(self, timeout):
+        """tcpdump's counters now (SIGUSR1 makes it print them), or None if it
+        did not answer within ``timeout`` (it exited, or gets no CPU)."""
+        def info_lines():
+            return [line for line in list(self._reader.lines) if _INFO_LINE.match(line)]
+        before = len(info_lines())
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            wait_until(lambda: len(info_lines()) > before or not self.proc.running(), timeout,
+                       what=f"tcpdump on {self.name} to report its counters")
+        except (ProcessLookupError, TimeoutError):
+            return None
+        lines = info_lines()
+        if len(lines) <= before:
+            return None
+        return parse_counters("\n".join(lines[-1].split(": ", 1)[1].split(", ")))
+
+    def wait_drained(self, timeout=STOP_TIMEOUT_S):
+        """Wait until tcpdump has read every packet it received; return its
+        counters at that moment (the checkpoint), or the last ones on timeout."""
+        last = None
+        deadline = time.monotonic() + timeout
+        def drained():
+            nonlocal last
+            now = self.request_counters(max(0.1, deadline - time.monotonic()))
+            if now is None:
+                return True   # not answering: the final counters will tell
+            pending = now.get("received by filter", 0) - now.get("captured", 0) \
+                - now.get("dropped by kernel", 0)
+            # Nothing pending, or nothing moving at all (a packet libpcap itself
+            # discards, e.g. lo's outgoing copy, is received but never captured).
+            settled = pending <= 0 or now == last
+            last = now
+            return settled
+        try:
+            wait_until(drained, timeout, what=f"tcpdump on {self.name} to read its buffer")
+        except TimeoutError:
+            pass
+        return last
+
     def stop(self, timeout=STOP_TIMEOUT_S):
-        """Let tcpdump catch up, SIGINT it, check its exit and counters, parse the file."""
+        """Let tcpdump write everything it received, SIGINT it, check its exit
+        and counters against the checkpoint, parse the file."""
         if self.result is not None:
             return self.result
+        checkpoint = None
         if self.proc.running():
             self.wait_caught_up(timeout)
+            checkpoint = self.wait_drained(timeout)
         code = self.proc.stop(signal.SIGINT, timeout=timeout)
         self._reader.join(timeout)
         counters = parse_counters(self.stderr())
@@ -157,10 +221,15 @@ class Capture:
         except Exception as exc:
             packets_in_file = None
             problems.append(f"{self.path} does not parse: {exc}")
-        lost = counters.get("received by filter", 0) - counters.get("captured", 0) \
+        received = counters.get("received by filter", 0)
+        received_before_stop = received
+        if checkpoint is not None and "received by filter" in checkpoint:
+            received_before_stop = min(received, checkpoint["received by filter"])
+        lost = received_before_stop - counters.get("captured", 0) \
             - counters.get("dropped by kernel", 0)
         if lost > 0:
-            problems.append(f"tcpdump stopped with {lost} received packets not written")
+            problems.append(f"tcpdump stopped with {lost} packets received before the stop "
+                            "not written")
         if packets_in_file is not None and "captured" in counters \
                 and packets_in_file != counters["captured"]:
             problems.append(f"file has {packets_in_file} packets, tcpdump reported "
@@ -172,6 +241,7 @@ class Capture:
             received_by_filter=counters.get("received by filter"),
             dropped_by_kernel=counters.get("dropped by kernel", 0),
             dropped_by_interface=counters.get("dropped by interface", 0),
+            received_during_stop=received - received_before_stop,
             problems=problems)
         return self.result
 

@@ -328,7 +328,7 @@ class TcpRecovery(Experiment):
 
     # -- run --------------------------------------------------------------------
     def run(self):
-        from wirelab.impair import netem
+        from wirelab.impair.spec import NetemSpec
         p = self.params
         specs = scenario_specs(p)
         self.metrics["runs"] = {}
@@ -338,31 +338,23 @@ class TcpRecovery(Experiment):
             self.log(f"baseline: no impairment; {p.bytes} bytes")
             self._save_run("baseline", self.transfer("baseline", p.bytes))
         for name in p.scenarios:
-            spec = netem.NetemSpec(**specs[name])
+            spec = NetemSpec(**specs[name])
             self.log(f"scenario {name}: netem on r1:{self.impaired}: {spec}; "
                      f"{p.bytes} bytes")
-            netem.apply_netem(self.tb, self.r1, self.impaired, spec)
-            try:
+            with self.tb.apply_netem(self.r1, self.impaired, spec) as impairment:
                 info = self.transfer(os.path.join("scenarios", name), p.bytes)
-                info["netem"] = {"spec": spec.to_dict(), "text": str(spec),
-                                 "stats": netem.netem_stats(self.tb, self.r1, self.impaired)}
-            finally:
-                netem.clear_netem(self.tb, self.r1, self.impaired)
+                info["netem"] = impairment.to_dict()   # spec, text, readback, counters
             self._save_run(os.path.join("scenarios", name), info)
         for name in p.faults:
             self.log(f"fault {name}: {p.bytes} bytes")
             self._save_run(os.path.join("faults", name), self.run_fault(name))
         for loss in p.sweep_loss:
-            spec = netem.NetemSpec(loss=loss, delay=p.base_delay)
+            spec = NetemSpec(loss=loss, delay=p.base_delay)
             folder = os.path.join("sweep", f"loss-{loss:g}")
             self.log(f"sweep loss {loss:g}%: netem {spec}; {p.sweep_bytes} bytes")
-            netem.apply_netem(self.tb, self.r1, self.impaired, spec)
-            try:
+            with self.tb.apply_netem(self.r1, self.impaired, spec) as impairment:
                 info = self.transfer(folder, p.sweep_bytes)
-                info["netem"] = {"spec": spec.to_dict(), "text": str(spec),
-                                 "stats": netem.netem_stats(self.tb, self.r1, self.impaired)}
-            finally:
-                netem.clear_netem(self.tb, self.r1, self.impaired)
+                info["netem"] = impairment.to_dict()
             self._save_run(folder, info)
         self.metrics["offloads_after"] = self._offloads()
 
@@ -378,7 +370,7 @@ class TcpRecovery(Experiment):
         else:
             fault = faults.DropFirstFin(direction="to_server", dport=port, src=snd_ip, dst=rcv_ip)
         try:
-            fault.install(self.tb, self.r1)
+            handle = self.tb.install_fault(self.r1, fault)
         except faults.FaultsUnavailableError as exc:
             # Neither nftables nor iptables-legacy can hold the rule here: no
             # transfer, and verify() states it as a failed claim with this reason.
@@ -389,7 +381,7 @@ class TcpRecovery(Experiment):
                               "unavailable": {"error": type(exc).__name__, "reason": str(exc)}}}
         info = self.transfer(os.path.join("faults", name), self.params.bytes)
         info["fault"] = {"name": name, "description": fault.describe(), "node": "r1",
-                         "installed": True, "backend": fault.backend, "counts": fault.counts()}
+                         "installed": True, "backend": handle.backend, "counts": handle.counters()}
         return info
 
     def _save_run(self, folder, info):
@@ -669,7 +661,7 @@ class TcpRecovery(Experiment):
             "ledger_duplicated_data": led.get("data_extra_copies"),
             "ledger_reordered_data": led.get("data_reordered"),
             # netem's own drop counter (all packets, ARP included) beside the ledger's (TCP).
-            "netem_qdisc_drops": ((m.get("netem") or {}).get("stats") or {}).get("drops"),
+            "netem_qdisc_drops": ((m.get("netem") or {}).get("counters") or {}).get("drops"),
             "ledger_dropped_all": led.get("dropped"),
         }
         segments = self._expected_segments(m)

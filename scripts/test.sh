@@ -19,7 +19,7 @@ rc=$?
 # pytest's 5 means "no tests collected": not a failure of the code under test.
 if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=$rc; fi
 
-if ! "$PY" -c 'import sys; from wirelab.net.uml import has_sch_netem; sys.exit(0 if has_sch_netem() else 1)' 2>/dev/null; then
+if ! "$PY" -c 'import sys; from wirelab.net.kernel import has_sch_netem; sys.exit(0 if has_sch_netem() else 1)' 2>/dev/null; then
     if [ -x /usr/bin/linux.uml ]; then
         # (uml_run.py says in one line that it runs inside User-Mode Linux, and why)
         mkdir -p results

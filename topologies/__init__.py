@@ -167,7 +167,7 @@ class PlannedTopo(Topo):
         params1 = {"addrs": [addr_a]} if addr_a else {}
         params2 = {"addrs": [addr_b]} if addr_b else {}
         # netem declared on a link end acts on what that end SENDS (egress);
-        # the Testbed applies it once the network is up (wirelab.impair.netem).
+        # the Testbed applies it once the network is up (Testbed.apply_netem).
         if netem_a is not None:
             params1["netem"] = netem_a
         if netem_b is not None:
@@ -186,7 +186,7 @@ class PlannedTopo(Topo):
     def p2p(self, a, b, subnet, netem_a=None, netem_b=None):
         """A direct link ``a`` -- ``b`` on ``subnet``: ``a`` gets host 1, ``b`` host 2.
 
-        ``netem_a`` / ``netem_b``: a :class:`wirelab.impair.netem.NetemSpec` for the
+        ``netem_a`` / ``netem_b``: a :class:`wirelab.impair.spec.NetemSpec` for the
         packets ``a`` sends to ``b`` / ``b`` sends to ``a`` (validated here,
         before anything exists; applied by the Testbed when the network is up).
         """

@@ -42,7 +42,7 @@ class DumbbellTopo(PlannedTopo):
     Parameters: ``senders`` (default 1), ``receivers`` (default: as many as
     senders), each 1..255; ``netem`` (optional): an impairment of the
     bottleneck's sender-to-receiver direction (netem on r1-eth0, i.e. what r1
-    sends to r2), a :class:`wirelab.impair.netem.NetemSpec` or its text, e.g.
+    sends to r2), a :class:`wirelab.impair.spec.NetemSpec` or its text, e.g.
     ``"delay=20ms loss=1%"``; ``reverse_netem``: the same for r2-eth0 (ACKs).
     Both are validated when the topology is built and applied by the Testbed.
 
@@ -66,7 +66,7 @@ class DumbbellTopo(PlannedTopo):
     topo_name = "dumbbell"
 
     def build(self, senders=1, receivers=None, netem=None, reverse_netem=None):
-        from wirelab.impair.netem import NetemSpec
+        from wirelab.impair.spec import NetemSpec
         netem, reverse_netem = (None if spec is None else
                                 spec if isinstance(spec, NetemSpec) else NetemSpec.parse(spec)
                                 for spec in (netem, reverse_netem))

@@ -17,14 +17,17 @@ transfer completed. In User-Mode Linux:
 
 import json
 import math
+import os
+import signal
 import sys
 
 import pytest
 
+from wirelab.errors import ConfigError, Interrupted
 from wirelab.impair import faults
-
-from wirelab.impair import netem
-from wirelab.errors import ConfigError
+from wirelab.impair.nft import table_name
+from wirelab.impair.spec import NetemSpec
+from wirelab.impair.xtables import chain_name
 from wirelab.proc import wait_until
 from wirelab.net.testbed import Testbed
 from wirelab.net.uml import in_uml
@@ -99,7 +102,7 @@ def diagnostics(tb, *nodes):
 def install(fault, tb, node, backend):
     """Install with ``backend``; skip (not pass) where this kernel lacks it."""
     try:
-        return fault.install(tb, node, backend=backend)
+        return tb.install_fault(node, fault, backend=backend)
     except faults.FaultsUnavailableError as exc:
         pytest.skip(f"no {backend} backend on this kernel: {exc}")
 
@@ -126,8 +129,8 @@ def test_drop_nth_data_segment_drops_exactly_one_and_transfer_completes(tb, back
     port = PORT_BASE[backend] + 1
     fault = install(faults.DropNthDataSegment(n=10, direction="to_server", dport=port), tb, "r1", backend)
     received = transfer(tb, port)
-    counts = fault.counts()
-    print(f"{backend}: {fault.describe()}: {counts}")
+    counts = fault.counters()
+    print(f"{fault.describe()}: {counts}")
     info = f"counts={counts} received={received}\n" + diagnostics(tb, "r1")
     assert fault.backend == backend
     assert received == TRANSFER_BYTES, info
@@ -143,8 +146,8 @@ def test_drop_nth_data_segment_to_client_counts_only_that_direction(tb, backend)
     # The server's only data is the short answer: one data segment to the client.
     fault = install(faults.DropNthDataSegment(n=1, direction="to_client", dport=port), tb, "r1", backend)
     received = transfer(tb, port, nbytes=20_000)
-    counts = fault.counts()
-    print(f"{backend}: {fault.describe()}: {counts}")
+    counts = fault.counters()
+    print(f"{fault.describe()}: {counts}")
     info = f"counts={counts} received={received}\n" + diagnostics(tb, "r1")
     assert received == 20_000, info
     assert counts["dropped"] == 1, info
@@ -161,8 +164,8 @@ def test_nth_is_the_nth_candidate_not_one_earlier(fresh_tb, backend):
     # One data segment goes to the client (the answer): n=2 must never fire.
     fault = install(faults.DropNthDataSegment(n=2, direction="to_client", dport=port), tb, "r1", backend)
     received = transfer(tb, port, nbytes=20_000)
-    counts = fault.counts()
-    print(f"{backend}: {fault.describe()}: {counts}")
+    counts = fault.counters()
+    print(f"{fault.describe()}: {counts}")
     assert received == 20_000
     assert counts == {"matched": 1, "dropped": 0}, diagnostics(tb, "r1")
 
@@ -173,8 +176,8 @@ def test_drop_synack_on_the_server_itself(tb, backend):
     # On h2 the SYN-ACK is locally generated: this exercises the output hook.
     fault = install(faults.DropSynAck(dport=port), tb, "h2", backend)
     received = transfer(tb, port, nbytes=10_000)
-    counts = fault.counts()
-    print(f"{backend}: {fault.describe()}: {counts}")
+    counts = fault.counters()
+    print(f"{fault.describe()}: {counts}")
     info = f"counts={counts} received={received}\n" + diagnostics(tb, "h2")
     assert received == 10_000, info
     assert counts["dropped"] == 1, info
@@ -187,8 +190,8 @@ def test_drop_first_fin_to_server(tb, backend):
     fault = install(faults.DropFirstFin(direction="to_server", dport=port, src="10.0.1.2", dst=H2),
                     tb, "r1", backend)
     received = transfer(tb, port, nbytes=10_000)
-    counts = fault.counts()
-    print(f"{backend}: {fault.describe()}: {counts}")
+    counts = fault.counters()
+    print(f"{fault.describe()}: {counts}")
     info = f"counts={counts} received={received}\n" + diagnostics(tb, "r1")
     assert received == 10_000, info
     assert counts["dropped"] == 1, info
@@ -201,10 +204,10 @@ def test_drop_first_fin_to_server(tb, backend):
 def test_fault_rules_live_in_the_node_and_go_at_teardown(backend):
     seen = {}
     with Testbed(RouterPair()) as testbed:
-        name = (faults.table_name if backend == "nft" else faults.chain_name)(testbed.run_id)
+        name = (table_name if backend == "nft" else chain_name)(testbed.run_id)
         listing = nft_tables if backend == "nft" else xt_chains
-        # Registered before the fault, so it runs after the fault's cleanup and
-        # before the nodes stop: it sees what teardown left in r1.
+        # Cleanups run after the impairments are removed and before the nodes
+        # stop: it sees what teardown left in r1.
         testbed.add_cleanup("test: r1's rules after the fault's cleanup",
                             lambda: seen.update(r1=listing(testbed, "r1"), rules=rules(testbed, "r1")))
         fault = install(faults.DropSynAck(dport=5105), testbed, "r1", backend)
@@ -218,31 +221,35 @@ def test_fault_rules_live_in_the_node_and_go_at_teardown(backend):
     if backend == "xtables":  # no jump left in the hooks either
         assert name not in seen["rules"], seen["rules"]
     # The final counts were kept when the rules went.
-    assert fault.counts() == {"matched": 0, "dropped": 0}
+    assert fault.removed and fault.counters() == {"matched": 0, "dropped": 0}
+    assert fault.remove() is False
 
 
 def test_auto_uses_nft_where_it_can_else_xtables(fresh_tb):
     tb = fresh_tb
-    first = faults.DropSynAck(dport=5301).install(tb, "r1")
-    second = faults.DropFirstFin(direction="to_server", dport=5301).install(tb, "r1")
+    first = tb.install_fault("r1", faults.DropSynAck(dport=5301))
+    second = tb.install_fault(tb["r1"], faults.DropFirstFin(direction="to_server", dport=5301))
     expected = "xtables" if in_uml() else "nft"  # Debian's UML 6.1: no inet family
     assert (first.backend, second.backend) == (expected, expected)
     received = transfer(tb, 5301, nbytes=10_000)
-    print(f"auto chose {expected}: {first.counts()} {second.counts()}")
+    print(f"auto chose {expected}: {first.counters()} {second.counters()}")
     assert received == 10_000
-    assert first.dropped() == 1 and second.dropped() == 1, diagnostics(tb, "r1")
+    assert first.counters()["dropped"] == 1 and second.counters()["dropped"] == 1, \
+        diagnostics(tb, "r1")
+    assert [h.to_dict()["backend"] for h in tb.impairments] == [expected, expected]
+    json.dumps(tb.impairments.to_dict())
 
 
 def test_nft_refuses_clearly_where_nftables_lacks_inet(fresh_tb):
     if not in_uml():
         pytest.skip("the host kernel's nf_tables has the inet family (nft faults tested above)")
     with pytest.raises(faults.FaultsUnavailableError, match="nf_tables has no inet family"):
-        faults.DropSynAck(dport=5106).install(fresh_tb, "r1", backend="nft")
+        fresh_tb.install_fault("r1", faults.DropSynAck(dport=5106), backend="nft")
 
 
 def test_unknown_backend_is_a_config_error(tb):
     with pytest.raises(ConfigError, match="backend='iptables'"):
-        faults.DropSynAck(dport=5107).install(tb, "r1", backend="iptables")
+        tb.install_fault("r1", faults.DropSynAck(dport=5107), backend="iptables")
 
 
 # ------------------------------------------ xtables: table rewrites and nth
@@ -253,10 +260,10 @@ def test_xtables_fired_fault_stays_fired_when_the_table_is_rewritten(fresh_tb):
     tb = fresh_tb
     fault = install(faults.DropNthDataSegment(n=1, direction="to_server", dport=5401), tb, "r1", "xtables")
     assert transfer(tb, 5401, nbytes=20_000) == 20_000
-    assert fault.dropped() == 1
+    assert fault.counters()["dropped"] == 1
     install(faults.DropSynAck(dport=5402), tb, "r1", "xtables")  # rewrites r1's raw table
     assert transfer(tb, 5401, nbytes=20_000) == 20_000
-    counts = fault.counts()
+    counts = fault.counters()
     print(f"after a rewrite and a second transfer: {counts}")
     assert counts["dropped"] == 1, diagnostics(tb, "r1")
     assert counts["matched"] >= 2 * math.ceil(20_000 / MAX_MSS) + 1, counts
@@ -266,14 +273,21 @@ def test_xtables_refuses_to_restart_a_fault_that_is_counting(fresh_tb):
     tb = fresh_tb
     pending = install(faults.DropNthDataSegment(n=10_000, direction="to_server", dport=5403,
                                                 dst=H2), tb, "r1", "xtables")
+    other = install(faults.DropSynAck(dport=5405, src=H2), tb, "r1", "xtables")
     assert transfer(tb, 5403, nbytes=20_000) == 20_000
-    before = pending.counts()
+    before = pending.counters()
     assert before["matched"] >= math.ceil(20_000 / MAX_MSS) and before["dropped"] == 0, before
     with pytest.raises(ConfigError, match="would restart the count"):
-        faults.DropSynAck(dport=5404).install(tb, "r1", backend="xtables")
+        tb.install_fault("r1", faults.DropSynAck(dport=5404), backend="xtables")
+    # Removing a fault rewrites the table too: refused while another one counts.
+    with pytest.raises(ConfigError, match="would restart the count"):
+        other.remove()
+    assert not other.removed
     # Refused before anything was written; the IPv6 table is another table.
-    faults.DropSynAck(dport=5404, src="fd00::2").install(tb, "r1", backend="xtables")
-    assert pending.counts() == before
+    v6 = tb.install_fault("r1", faults.DropSynAck(dport=5404, src="fd00::2"), backend="xtables")
+    assert v6.remove() is True
+    assert pending.counters() == before
+    # Teardown removes the whole table at once: nothing is refused there.
 
 
 # ------------------------------------------------ netem and a fault (UML)
@@ -284,14 +298,56 @@ def test_xtables_refuses_to_restart_a_fault_that_is_counting(fresh_tb):
 @pytest.mark.netem
 def test_fault_under_netem_delay_drops_one_with_the_auto_backend(fresh_tb):
     tb = fresh_tb
-    netem.apply_netem(tb, "r1", "r1-eth1", netem.NetemSpec(delay=10))
-    fault = faults.DropNthDataSegment(n=5, direction="to_server", dport=5501,
-                                      src="10.0.1.2", dst=H2).install(tb, "r1")
+    tb.apply_netem("r1", "r1-eth1", NetemSpec(delay=10))
+    fault = tb.install_fault("r1", faults.DropNthDataSegment(n=5, direction="to_server", dport=5501,
+                                                             src="10.0.1.2", dst=H2))
     received = transfer(tb, 5501, nbytes=200_000)
-    counts = fault.counts()
+    counts = fault.counters()
     print(f"{fault.backend} under netem delay 10ms: {counts}")
     info = f"counts={counts} received={received}\n" + diagnostics(tb, "r1")
     assert fault.backend == ("xtables" if in_uml() else "nft"), info
     assert received == 200_000, info
     assert counts["dropped"] == 1, info
     assert counts["matched"] >= math.ceil(200_000 / MAX_MSS) + 1, info
+
+
+# ------------------------------------------------- handles: remove, teardown
+
+def test_removing_one_fault_leaves_the_others_counting(fresh_tb):
+    tb = fresh_tb
+    backend = "xtables" if in_uml() else "nft"
+    keep = install(faults.DropNthDataSegment(n=3, direction="to_server", dport=5601), tb, "r1", backend)
+    with install(faults.DropSynAck(dport=5602), tb, "r1", backend) as gone:
+        assert list(tb.impairments) == [keep, gone]
+    assert gone.removed and gone.remove() is False          # idempotent
+    assert list(tb.impairments) == [keep]
+    assert transfer(tb, 5602, nbytes=10_000) == 10_000       # no SYN-ACK dropped any more
+    assert gone.counters() == {"matched": 0, "dropped": 0}
+    assert transfer(tb, 5601, nbytes=20_000) == 20_000
+    assert keep.counters()["dropped"] == 1, diagnostics(tb, "r1")
+    name = table_name(tb.run_id) if backend == "nft" else chain_name(tb.run_id)
+    listing = nft_tables if backend == "nft" else xt_chains
+    assert keep.remove() is True
+    # The node's last fault took the table (or the run's chains) with it.
+    assert not {n for n in listing(tb, "r1") if n.startswith(name)}, rules(tb, "r1")
+    assert keep.counters()["dropped"] == 1 and list(tb.impairments) == []
+
+
+@pytest.mark.parametrize("how", ["exception", "signal"])
+def test_teardown_removes_faults_on_exception_and_signal(how):
+    seen = {}
+    with pytest.raises(RuntimeError if how == "exception" else Interrupted):
+        with Testbed(RouterPair()) as tb:
+            backend = "xtables" if in_uml() else "nft"
+            name = table_name(tb.run_id) if backend == "nft" else chain_name(tb.run_id)
+            listing = nft_tables if backend == "nft" else xt_chains
+            tb.add_cleanup("test: r1's rules after the impairments went", lambda: seen.update(
+                left={n for n in listing(tb, "r1") if n.startswith(name)}, live=list(tb.impairments)))
+            handle = install(faults.DropSynAck(dport=5701), tb, "r1", backend)
+            assert transfer(tb, 5701, nbytes=1_000) == 1_000
+            if how == "exception":
+                raise RuntimeError("boom")
+            os.kill(os.getpid(), signal.SIGTERM)   # the Testbed turns it into Interrupted
+            wait_until(lambda: False, 5, what="SIGTERM to interrupt the run")
+    assert seen == {"left": set(), "live": []}, seen
+    assert handle.removed and handle.counters()["dropped"] == 1

@@ -10,11 +10,9 @@ import math
 
 import pytest
 
-from wirelab.impair import faults
-
-from wirelab.impair import netem
 from wirelab.errors import ConfigError
-from wirelab.impair.netem import NetemSpec
+from wirelab.impair import distributions, faults, netlink, nft, spec as spec_mod
+from wirelab.impair.spec import NetemSpec
 
 BRIEF = "delay=20ms jitter=5ms loss=1% reorder=25% gap=5 duplicate=1% rate=10mbit limit=10000"
 
@@ -38,7 +36,7 @@ def test_keywords_strings_and_numbers_are_the_same_spec():
 def test_empty_spec_is_no_impairment():
     s = NetemSpec.parse("")
     assert s == NetemSpec()
-    assert str(s) == f"netem limit {netem.MIN_LIMIT}"
+    assert str(s) == f"netem limit {spec_mod.MIN_LIMIT}"
 
 
 @pytest.mark.parametrize("text,bps", [
@@ -131,9 +129,9 @@ def test_default_limit_without_rate_covers_a_fast_delay_line():
 
 
 def test_default_limit_has_a_floor():
-    assert NetemSpec().effective_limit == netem.MIN_LIMIT == 10_000
-    assert NetemSpec(delay=1).effective_limit == netem.MIN_LIMIT
-    assert NetemSpec(loss=1).effective_limit == netem.MIN_LIMIT
+    assert NetemSpec().effective_limit == spec_mod.MIN_LIMIT == 10_000
+    assert NetemSpec(delay=1).effective_limit == spec_mod.MIN_LIMIT
+    assert NetemSpec(loss=1).effective_limit == spec_mod.MIN_LIMIT
 
 
 def test_default_limit_counts_the_jitter_tail():
@@ -179,11 +177,11 @@ def test_to_dict_round_trips():
 # ----------------------------------------------------------- wire format
 
 def _round_trip(spec):
-    msg = netem.NetemTcMsg()
+    msg = netlink.NetemTcMsg()
     msg["index"] = 2
     msg["attrs"] = [["TCA_KIND", "netem"], ["TCA_OPTIONS", spec.netlink_options()]]
     msg.encode()
-    back = netem.NetemTcMsg(msg.data)
+    back = netlink.NetemTcMsg(msg.data)
     back.decode()
     return back.get_attr("TCA_OPTIONS")
 
@@ -194,7 +192,7 @@ def _round_trip(spec):
     "delay=20ms jitter=5ms distribution=normal"])
 def test_options_encode_and_decode_to_the_same_spec(text):
     spec = NetemSpec.parse(text)
-    assert spec.mismatches(netem._decode_options(_round_trip(spec))) == []
+    assert spec.mismatches(netlink.decode_options(_round_trip(spec))) == []
 
 
 def test_every_attribute_is_sent_so_change_leaves_nothing_stale():
@@ -223,7 +221,7 @@ def test_rate_above_32_bits_goes_in_rate64():
 
 
 def test_normal_table_comes_from_iproute2():
-    table = netem.load_distribution("normal")
+    table = distributions.load_distribution("normal")
     assert len(table) == 4096 and min(table) == -32768
     # A normal table spans +-4 jitters: jitter may be at most delay / 4.
     NetemSpec(delay=20, jitter=5, distribution="normal")
@@ -232,15 +230,15 @@ def test_normal_table_comes_from_iproute2():
 
 
 def test_missing_table_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(netem, "DIST_DIRS", (str(tmp_path),))
-    monkeypatch.setattr(netem.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr(distributions, "DIST_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(distributions.glob, "glob", lambda _pattern: [])
     monkeypatch.delenv("TC_LIB_DIR", raising=False)
-    netem.load_distribution.cache_clear()
+    distributions.load_distribution.cache_clear()
     try:
         with pytest.raises(ConfigError, match="pareto.dist not found"):
             NetemSpec(delay=50, jitter=1, distribution="pareto")
     finally:
-        netem.load_distribution.cache_clear()
+        distributions.load_distribution.cache_clear()
 
 
 # ------------------------------------------------------ faults (no root)
@@ -255,8 +253,15 @@ def test_fault_validation(kwargs):
 
 def test_fault_rules_are_exact_matches():
     f = faults.DropNthDataSegment(n=3, direction="to_client", dport=5001, dst="10.0.1.2")
-    assert f._flow() == " tcp sport 5001 ip daddr 10.0.1.2"
-    assert "ip hdrlength 5 tcp doff 8 ip length > 52" in f._candidates()
-    assert f._nth() == 3
-    assert faults.DropFirstFin(direction="to_server", dport=22)._flow() == " tcp dport 22"
-    assert faults.table_name("20250101T000000-abcdef") == "wl_20250101T000000-abcdef"
+    assert f.nft_flow() == " tcp sport 5001 ip daddr 10.0.1.2"
+    assert "ip hdrlength 5 tcp doff 8 ip length > 52" in f.nft_candidates()
+    assert f.nth_candidate() == 3
+    assert faults.DropFirstFin(direction="to_server", dport=22).nft_flow() == " tcp dport 22"
+    assert nft.table_name("20250101T000000-abcdef") == "wl_20250101T000000-abcdef"
+
+
+def test_a_fault_is_a_value():
+    f = faults.DropSynAck(dport=80)
+    with pytest.raises(AttributeError):
+        f.dport = 81   # frozen: installing it cannot change it
+    assert f == faults.DropSynAck(dport=80)

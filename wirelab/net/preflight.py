@@ -64,7 +64,7 @@ def report():
     """A dict describing the machine, for ``python -m wirelab.net.preflight``."""
     netem = None
     if is_root():
-        from wirelab.net.uml import has_sch_netem
+        from wirelab.net.kernel import has_sch_netem
         try:
             netem = has_sch_netem()
         except Exception:  # probe unavailable: say unknown rather than guess

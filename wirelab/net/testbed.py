@@ -7,6 +7,7 @@ On entry it cleans what dead runs left (see :mod:`wirelab.net.runledger`), gives
 run an id, labels everything it starts with that id, builds and starts the
 Mininet network (``controller=None``, every node in its own namespace), and
 returns. On exit -- success, exception, SIGINT or SIGTERM -- it runs the
+impairments still live (netem qdiscs, fault rules: ``tb.impairments``), the
 registered cleanups in reverse order, stops registered processes (SIGINT first,
 so tcpdump flushes its pcap), restores router sysctls, terminates the nodes and
 waits until no process of the run is left. Only then does it return.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 
 from wirelab.errors import ConfigError, Interrupted
+from wirelab.impair.impairments import Impairments
 from wirelab.net.runledger import LABEL, RunLedger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
 from wirelab.net.netns import iproute
 from wirelab.proc import popen as _popen
@@ -107,6 +109,8 @@ class Testbed:
         self.net = None
         self.ledger = None
         self._cleanups = []
+        #: Live netem and fault handles (:mod:`wirelab.impair.impairments`).
+        self.impairments = Impairments(self)
         self._processes = []
         self._saved_label = None
         self._signals = None
@@ -170,19 +174,15 @@ class Testbed:
         applied to that interface's egress, removed at teardown."""
         declared = [(node, intf) for node in self.net.hosts + self.net.switches
                     for intf in node.intfList() if intf.params.get("netem") is not None]
-        if not declared:
-            return
-        from wirelab.impair.netem import NetemSpec, apply_netem
         for node, intf in declared:
-            spec = intf.params["netem"]
-            spec = spec if isinstance(spec, NetemSpec) else NetemSpec.parse(spec)
-            apply_netem(self, node, intf.name, spec)
-            self.log(f"netem on {intf.name} (what {node.name} sends): {spec}")
+            handle = self.apply_netem(node, intf.name, intf.params["netem"])
+            self.log(f"netem on {intf.name} (what {node.name} sends): {handle.spec}")
 
     def _teardown(self):
         errors = []
         with signals_blocked():
             try:
+                errors += self.impairments.remove_all()
                 for description, fn in reversed(self._cleanups):
                     try:
                         fn()
@@ -274,9 +274,31 @@ class Testbed:
         self.ledger.add_pid(proc.pid)
         return proc
 
+    def apply_netem(self, node, intf, spec):
+        """netem ``spec`` as the root qdisc of ``node``'s ``intf`` (its EGRESS).
+
+        ``node``: a name or a node; ``spec``: a :class:`~wirelab.impair.spec.NetemSpec`,
+        its keywords (a mapping) or its text. netem on r1-eth0 delays what r1
+        sends toward r2, not what it receives. Refuses a second netem on the
+        interface and a root qdisc someone else installed; turns offloads off;
+        checks the kernel holds exactly ``spec``. Returns a live
+        :class:`~wirelab.impair.qdisc.NetemHandle`, removed at teardown at the latest.
+        """
+        return self.impairments.apply_netem(node, intf, spec)
+
+    def install_fault(self, node, fault, backend="auto"):
+        """Put a :class:`~wirelab.impair.faults.Fault` into ``node``'s namespace.
+
+        ``backend``: 'nft', 'xtables', or 'auto' (nft where nf_tables has the
+        inet family, else xtables; probed once per node). Returns a live
+        :class:`~wirelab.impair.impairments.FaultHandle`, removed at teardown at the latest.
+        """
+        return self.impairments.install_fault(node, fault, backend)
+
     def add_cleanup(self, description, fn):
-        """Register ``fn`` to undo something just created (qdisc, nft table...).
-        Cleanups run in reverse order at teardown, before nodes are stopped."""
+        """Register ``fn`` to undo something just created.
+        Cleanups run in reverse order at teardown, after the impairments are
+        removed and before nodes are stopped."""
         self._cleanups.append((description, fn))
 
     def iproute(self, node):

@@ -17,8 +17,8 @@ control directory that the guest mounts read-write; the guest writes the exit
 status there and powers off. Kernel messages are filtered out of the stream by a
 random token the guest prints around the command's output.
 
-``has_sch_netem()`` says whether the running kernel can create a netem qdisc;
-``in_uml()`` whether we are inside such a guest.
+``in_uml()`` says whether we are inside such a guest; whether the running kernel
+can create a netem qdisc is :func:`wirelab.net.kernel.has_sch_netem`.
 """
 
 import hashlib
@@ -35,6 +35,7 @@ import tempfile
 import time
 
 from wirelab.errors import MissingToolError, WirelabError
+from wirelab.net.kernel import has_sch_netem  # noqa: F401  (the probe lives in kernel.py)
 from wirelab.net.runledger import stat_fields
 from wirelab.proc import wait_until
 
@@ -91,28 +92,6 @@ def in_uml():
             return "User Mode Linux" in f.read(4096)
     except OSError:
         return False
-
-
-def has_sch_netem(timeout=10.0):
-    """Whether the running kernel can create a netem qdisc (needs root).
-
-    Tries ``tc qdisc add dev lo root netem`` in a fresh network namespace made by
-    ``unshare --net``; the namespace dies with that process, so nothing is left
-    behind. The kernel loads sch_netem on demand if it is a module.
-    """
-    argv = ["unshare", "--net", "--", "tc", "qdisc", "add", "dev", "lo", "root",
-            "netem", "delay", "1ms"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise MissingToolError(f"has_sch_netem needs '{exc.filename}' (util-linux, iproute2)") from None
-    except subprocess.TimeoutExpired:
-        raise UmlError(f"{' '.join(argv)} timed out after {timeout:g}s") from None
-    if done.returncode == 0:
-        return True
-    if "Operation not permitted" in done.stderr or "Permission denied" in done.stderr:
-        raise PermissionError(f"has_sch_netem needs root: {done.stderr.strip()}")
-    return False
 
 
 def uml_binary():

@@ -13,15 +13,17 @@ every prefix of the router's table, overlapping /8, /16 and /24 included), the
 kernel's choice (RTM_GETROUTE through netlink) equals a pure-Python
 longest-prefix match over the tables read back from that router (the local
 table first, then main, as the kernel's default policy rules order them). For
-a sample -- one destination per gateway route per router -- a real packet sent
-from the router is captured on the chosen egress interface, and its Ethernet
-destination is the next hop's MAC address.
+a sample -- one destination per gateway route per router, each a declared case
+`packets/<router>-<prefix>` -- a real packet sent from the router is captured on
+the chosen egress interface, and its Ethernet destination is the next hop's MAC
+address. verify reads only the results folder: lookups.json (the kernel's
+answers and the tables; the reference is computed there), the cases' pcaps and
+run.json (the routers planned, every interface's address and MAC).
 """
 
 import dataclasses
 import errno
 import ipaddress
-import json
 import os
 import random
 import sys
@@ -30,12 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
-from wirelab.net.addressing import lpm  # noqa: E402
-from wirelab.observe.capture import Capture, ethernet_frames  # noqa: E402
-from wirelab.errors import ConfigError  # noqa: E402
+from wirelab.errors import ConfigError, WirelabError  # noqa: E402
+from wirelab.experiment.cases import Case, CapturePoint, run_cases  # noqa: E402
 from wirelab.experiment.core import Claim, Experiment, main, write_json  # noqa: E402
-from wirelab.proc import wait_until  # noqa: E402
+from wirelab.net.addressing import lpm  # noqa: E402
 from wirelab.net.testbed import Testbed  # noqa: E402
+from wirelab.observe.capture import ethernet_frames  # noqa: E402
+from wirelab.proc import wait_until  # noqa: E402
 
 MAIN, LOCAL = 254, 255
 
@@ -123,6 +126,43 @@ def reference_choice(local, main_table, dst):
     return {"table": "main", "type": route["type"], "gateway": route["gateway"], "dev": route["dev"]}
 
 
+def agrees(kernel, ref):
+    """The kernel's answer equals the predicted one (no route: ENETUNREACH)."""
+    if ref is None:
+        return kernel.get("error") == errno.ENETUNREACH
+    return ("error" not in kernel and kernel["dev"] == ref["dev"]
+            and kernel["gateway"] == ref["gateway"] and kernel["type"] == ref["type"])
+
+
+PROBE_PCAP = "egress.pcap"
+
+
+def packet_cases(lookups, rng):
+    """One case per gateway route per router (``packets/<router>-<prefix>``): a
+    probe to a destination whose longest match is that route, captured on the
+    route's egress interface."""
+    cases = []
+    for router, r in lookups.items():
+        table, local = r["tables"]["main"], r["tables"]["local"]
+        for route in table:
+            if not route["gateway"]:
+                continue
+            net = ipaddress.ip_network(route["dst"])
+            for _ in range(50):   # a destination whose reference choice is this very route
+                dst = str(ipaddress.IPv4Address(rng.randint(int(net.network_address), int(net.broadcast_address))))
+                if lpm(table, dst) is route and lpm(local, dst) is None:
+                    break
+            else:
+                continue
+            cases.append(Case(
+                name=f"packets/{router}-{net.network_address}_{net.prefixlen}",
+                args={"router": router, "route": route["dst"], "dst": dst,
+                      "egress": route["dev"], "gateway": route["gateway"]},
+                captures=(CapturePoint(router, route["dev"], PROBE_PCAP),),
+                bpf=("udp", "and", "dst", "host", dst)))
+    return cases
+
+
 class RoutingExperiment(Experiment):
     __doc__ = __doc__
     name = "routing"
@@ -132,119 +172,76 @@ class RoutingExperiment(Experiment):
         from topologies.internet import InternetTopo
         self.topo = InternetTopo()
         self.tb = self.stack.enter_context(Testbed(self.topo, log=self.log))
+        self.record(planned_routers=self.topo.router_names(),
+                    interfaces=[{"node": n.name, "intf": i.name, "ip": i.IP(), "mac": i.MAC()}
+                                for n in self.tb.net.hosts for i in n.intfList() if i.name != "lo"])
 
     def run(self):
         rng = random.Random(self.params.seed)
-        tb = self.tb
-        results = {}
-        for router in tb.routers:
-            tables = {"main": tb.routes(router, table=MAIN), "local": tb.routes(router, table=LOCAL)}
-            with tb.iproute(router) as ipr:
-                names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-                rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
-                         for r in ipr.get_rules(family=2)]
-                dests = draw_destinations(tables["main"], self.params.destinations, rng)
-                chain = nested_chain(tables["main"])
-                zoom = {}
-                if len(chain) >= 2:
-                    # dense sweeps across each nested prefix, drawn in routing-lpm.png
-                    for net in chain:
-                        zoom[str(net)] = evenly_spaced(net, ZOOM_POINTS)
-                    dests = sorted(set(dests) | {a for pts in zoom.values() for a in pts},
-                                   key=lambda a: int(ipaddress.IPv4Address(a)))
-                checks = []
-                for dst in dests:
-                    try:
-                        got = tb.route_get(router, dst, ipr=ipr)
-                        kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]),
-                                  "type": got["type"]}
-                    except NetlinkError as exc:  # ENETUNREACH: no route at all
-                        kernel = {"error": exc.code}
-                    checks.append({"dst": dst, "kernel": kernel})
-            for check in checks:
-                ref = reference_choice(tables["local"], tables["main"], check["dst"])
-                check["reference"] = ref
-                k = check["kernel"]
-                if ref is None:
-                    check["agree"] = k.get("error") == errno.ENETUNREACH
-                else:
-                    check["agree"] = ("error" not in k and k["dev"] == ref["dev"]
-                                      and k["gateway"] == ref["gateway"] and k["type"] == ref["type"])
-            results[router.name] = {"tables": tables, "rules": rules, "checks": checks, "zoom": zoom,
-                                    "ip_forward": router.sysctl("net/ipv4/ip_forward")}
-            self.log(f"{router.name}: {len(tables['main'])} routes, {len(checks)} destinations, "
-                     f"{sum(c['agree'] for c in checks)} agree")
-        write_json(self.path("lookups.json"), results)
+        lookups = {router.name: self.look_up(router, rng) for router in self.tb.routers}
+        write_json(self.path("lookups.json"), lookups)
         write_json(self.path("owners.json"), {ip: node for ip, (node, _) in self.topo.owners().items()})
         if self.params.packets:
-            self.metrics["packets"] = self.capture_sample(results, rng)
-        self.metrics["routers"] = {
-            name: {"routes": len(r["tables"]["main"]), "destinations": len(r["checks"]),
-                   "agree": sum(c["agree"] for c in r["checks"]),
-                   "rules": r["rules"]} for name, r in results.items()}
+            run_cases(self, self.tb, packet_cases(lookups, rng), self.send_probe)
 
-    def capture_sample(self, results, rng):
-        """Send one packet per gateway route from each router; capture it on egress."""
+    def look_up(self, router, rng):
+        """The router's tables and rules, and the kernel's choice for many destinations."""
         tb = self.tb
-        macs = {}
-        for node in tb.net.hosts:
-            for intf in node.intfList():
-                if intf.name != "lo":
-                    macs[intf.MAC()] = f"{node.name}:{intf.name}"
-        samples = []
-        for router in tb.routers:
-            table = results[router.name]["tables"]["main"]
-            for route in table:
-                if not route["gateway"]:
-                    continue
-                net = ipaddress.ip_network(route["dst"])
-                # a destination whose reference choice is this very route
-                for _ in range(50):
-                    dst = str(ipaddress.IPv4Address(rng.randint(int(net.network_address), int(net.broadcast_address))))
-                    if lpm(table, dst) is route and lpm(results[router.name]["tables"]["local"], dst) is None:
-                        break
-                else:
-                    continue
-                samples.append(self.capture_one(router, route, dst, macs))
-        write_json(self.path("packet_checks.json"), samples)
-        return {"sent": len(samples), "confirmed": sum(s["confirmed"] for s in samples)}
+        tables = {"main": tb.routes(router, table=MAIN), "local": tb.routes(router, table=LOCAL)}
+        with tb.iproute(router) as ipr:
+            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+            rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
+                     for r in ipr.get_rules(family=2)]
+            dests = draw_destinations(tables["main"], self.params.destinations, rng)
+            chain = nested_chain(tables["main"])
+            zoom = {}
+            if len(chain) >= 2:
+                # dense sweeps across each nested prefix, drawn in routing-lpm.png
+                for net in chain:
+                    zoom[str(net)] = evenly_spaced(net, ZOOM_POINTS)
+                dests = sorted(set(dests) | {a for pts in zoom.values() for a in pts},
+                               key=lambda a: int(ipaddress.IPv4Address(a)))
+            checks = []
+            for dst in dests:
+                try:
+                    got = tb.route_get(router, dst, ipr=ipr)
+                    kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]), "type": got["type"]}
+                except NetlinkError as exc:  # ENETUNREACH: no route at all
+                    kernel = {"error": exc.code}
+                checks.append({"dst": dst, "kernel": kernel})
+        self.log(f"{router.name}: {len(tables['main'])} routes, {len(checks)} destinations looked up")
+        return {"tables": tables, "rules": rules, "checks": checks, "zoom": zoom,
+                "ip_forward": router.sysctl("net/ipv4/ip_forward")}
 
-    def capture_one(self, router, route, dst, macs):
-        tb = self.tb
-        pcap = self.path(f"egress-{router.name}-{route['dev']}-{dst}.pcap")
-        gw_node = next((n for n in tb.net.hosts for i in n.intfList()
-                        if i.name != "lo" and i.IP() == route["gateway"]), None)
-        cap = Capture(tb, router, route["dev"], pcap, bpf=["udp", "and", "dst", "host", dst]).start()
+    def send_probe(self, case, folder):
+        """The workload of a packets/ case: one UDP datagram sent by the router itself."""
+        a = case.args
+        sender = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                  f"s.sendto(b'wirelab-routing-probe', ({a['dst']!r}, 33434))")
+        self.tb.run(a["router"], [sys.executable, "-c", sender], timeout=10)
+        # -U writes each packet as it comes: past the 24-byte file header
+        # means the probe was captured.
+        pcap = os.path.join(folder, PROBE_PCAP)
         try:
-            sender = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-                      f"s.sendto(b'wirelab-routing-probe', ({dst!r}, 33434))")
-            tb.run(router, [sys.executable, "-c", sender], timeout=10)
-            # -U writes each packet as it comes: past the 24-byte file header
-            # means the probe was captured.
-            wait_until(lambda: os.path.getsize(pcap) > 24, 5,
-                       what=f"the probe on {router.name}:{route['dev']}")
+            wait_until(lambda: os.path.getsize(pcap) > 24, 5, what=f"the probe on {a['router']}:{a['egress']}")
+            return {"probe_written": True}
         except TimeoutError:
-            pass  # recorded below as not confirmed
-        finally:
-            cap.stop()
-        frame = _first_frame(pcap)
-        expected_mac = None
-        if gw_node is not None:
-            expected_mac = next(i.MAC() for i in gw_node.intfList() if i.name != "lo" and i.IP() == route["gateway"])
-        got_mac = frame["dst_mac"] if frame else None
-        return {"router": router.name, "route": route["dst"], "dst": dst, "egress": route["dev"],
-                "gateway": route["gateway"], "gateway_node": gw_node.name if gw_node else None,
-                "expected_mac": expected_mac, "captured_dst_mac": got_mac,
-                "captured_on": macs.get(got_mac), "pcap": os.path.basename(pcap),
-                "confirmed": bool(frame) and got_mac == expected_mac and frame["ip_dst"] == dst}
+            return {"probe_written": False}   # verify finds no frame: the sample fails
 
-    def plot(self):
-        with open(self.path("lookups.json")) as f, open(self.path("owners.json")) as g:
-            plot_lpm(json.load(f), json.load(g), self.path("routing-lpm.png"))
+    @classmethod
+    def plot(cls, ev):
+        plot_lpm(ev.json("lookups.json"), ev.json("owners.json"), ev.path("routing-lpm.png"))
 
-    def verify(self):
-        with open(self.path("lookups.json")) as f:
-            results = json.load(f)
+    @classmethod
+    def verify(cls, ev):
+        results = ev.json("lookups.json")
+        for r in results.values():
+            for c in r["checks"]:
+                c["agree"] = agrees(c["kernel"], reference_choice(r["tables"]["local"], r["tables"]["main"], c["dst"]))
+        ev.metrics["routers"] = {
+            name: {"routes": len(r["tables"]["main"]), "destinations": len(r["checks"]),
+                   "agree": sum(c["agree"] for c in r["checks"]), "rules": r["rules"]}
+            for name, r in results.items()}
         claims = []
         total = sum(len(r["checks"]) for r in results.values())
         agree = sum(c["agree"] for r in results.values() for c in r["checks"])
@@ -253,16 +250,17 @@ class RoutingExperiment(Experiment):
             "kernel route get == pure-Python longest-prefix match (every router, every destination)",
             total > 0 and agree == total, measured=f"{agree}/{total}", expected=f"{total}/{total}",
             tolerance=0, evidence="lookups.json" + (f"; disagreements: {bad[:5]}" if bad else "")))
+        destinations = ev.params.destinations
         per_router_min = min((len(r["checks"]) for r in results.values()), default=0)
         forwarding = sorted(name for name, r in results.items() if r["ip_forward"] == "1")
-        planned = sorted(self.topo.router_names())
+        planned = sorted(ev.run.get("planned_routers", []))
         claims.append(Claim(
             f"every router of the plan was checked, forwarding (ip_forward=1), "
-            f"with {self.params.destinations} destinations each",
-            forwarding == planned and per_router_min >= self.params.destinations,
+            f"with {destinations} destinations each",
+            bool(planned) and forwarding == planned and per_router_min >= destinations,
             measured={"forwarding": forwarding, "min_destinations": per_router_min},
-            expected={"routers": planned, "destinations": self.params.destinations},
-            evidence="lookups.json (ip_forward read from each router's namespace)"))
+            expected={"routers": planned, "destinations": destinations},
+            evidence="lookups.json (ip_forward read from each router's namespace), run.json planned_routers"))
         # The overlapping prefixes make the choice non-trivial: some destination's
         # longest match is strictly longer than another matching prefix.
         overlapping = 0
@@ -279,17 +277,34 @@ class RoutingExperiment(Experiment):
                             == [(0, LOCAL), (32766, MAIN), (32767, 253)] for r in results.values())
         claims.append(Claim("only the kernel's default policy rules (local, main, default) exist",
                             default_rules, evidence="lookups.json rules"))
-        if self.params.packets:
-            with open(self.path("packet_checks.json")) as f:
-                samples = json.load(f)
-            ok = sum(s["confirmed"] for s in samples)
-            claims.append(Claim(
-                "a real packet left by the chosen egress interface toward the next hop's MAC",
-                bool(samples) and ok == len(samples), measured=f"{ok}/{len(samples)}",
-                expected=f"{len(samples)}/{len(samples)}", tolerance=0,
-                evidence="packet_checks.json, egress-*.pcap"))
+        if ev.params.packets:
+            claims.append(cls.verify_packets(ev))
         return claims
 
+    @classmethod
+    def verify_packets(cls, ev):
+        """Each packets/ case: the captured probe went to the gateway's MAC (run.json interfaces)."""
+        by_ip = {i["ip"]: i for i in ev.run.get("interfaces", [])}
+        by_mac = {i["mac"]: f"{i['node']}:{i['intf']}" for i in ev.run.get("interfaces", [])}
+        samples = []
+        for rec in ev.cases():
+            a, gw = rec["args"], by_ip.get(rec["args"]["gateway"])
+            frame = None if rec["error"] else _first_frame(ev.path(rec["name"], PROBE_PCAP))
+            got = frame["dst_mac"] if frame else None
+            samples.append({**a, "case": rec["name"], "error": rec["error"],
+                            "gateway_node": gw and gw["node"], "expected_mac": gw and gw["mac"],
+                            "captured_dst_mac": got, "captured_on": by_mac.get(got),
+                            "confirmed": bool(frame and gw) and got == gw["mac"] and frame["ip_dst"] == a["dst"]})
+        ev.save("packet_checks.json", samples)
+        ok = sum(s["confirmed"] for s in samples)
+        ev.metrics["packets"] = {"sent": len(samples), "confirmed": ok}
+        bad = [s["case"] for s in samples if not s["confirmed"]]
+        return Claim(
+            "a real packet left by the chosen egress interface toward the next hop's MAC",
+            bool(samples) and ok == len(samples), measured=f"{ok}/{len(samples)}",
+            expected=f"{len(samples)}/{len(samples)}", tolerance=0,
+            evidence="packets/*/case.json, packets/*/egress.pcap, run.json interfaces"
+                     + (f"; not confirmed: {bad[:3]}" if bad else ""))
 
 
 def plot_lpm(results, owners, path):
@@ -353,7 +368,7 @@ def _first_frame(pcap):
             mac = ":".join(f"{b:02x}" for b in eth.dst)
             ip_dst = str(ipaddress.IPv4Address(eth.data.dst)) if isinstance(eth.data, dpkt.ip.IP) else None
             return {"dst_mac": mac, "ip_dst": ip_dst}
-    except (OSError, ValueError, dpkt.dpkt.NeedData):
+    except (OSError, ValueError, WirelabError, dpkt.dpkt.Error):
         return None   # no (readable) probe: the claim fails with this sample
     return None
 

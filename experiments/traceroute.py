@@ -8,8 +8,9 @@ exec "$py" "$0" "$@"
 __doc__ = """Traceroute: the hops a packet takes, proved three ways.
 
 Runs the real `traceroute` binary between hosts of `line` (h1 <-> h2 across N
-routers) and of `internet` (every ordered pair of hosts, or a sample), and
-checks, for each pair:
+routers) and of `internet` (every ordered pair of hosts, or a sample), one
+declared case per pair (`line/h1-h2`, `internet/<src>-<dst>`, captures at both
+ends), and checks, for each pair:
 - the hop list traceroute prints equals the expected router path (each router
   answers from its inbound interface), ending at the destination;
 - the ICMP time-exceeded messages captured at the source confirm every hop
@@ -18,20 +19,23 @@ checks, for each pair:
 - the TTL seen by the receiver equals the sender's initial TTL minus the number
   of routers, for a ping with a known TTL and for every UDP probe that arrived;
 - per-hop RTTs are recorded (hops.json, rtt-*.png).
+The expectations come from the topology plan (no root) and are saved in each
+case's case.json, so verify reads only the results folder.
 """
 
 import dataclasses
 import ipaddress
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wirelab.observe.capture import Captures, ethernet_frames  # noqa: E402
-from wirelab.errors import ConfigError  # noqa: E402
-from wirelab.experiment.core import Claim, Experiment, main, write_json  # noqa: E402
+from wirelab.errors import ConfigError, WirelabError  # noqa: E402
+from wirelab.experiment.cases import Case, CapturePoint, run_cases  # noqa: E402
+from wirelab.experiment.claims import Tally, capture_problems  # noqa: E402
+from wirelab.experiment.core import Experiment, main  # noqa: E402
 from wirelab.net.testbed import Testbed  # noqa: E402
+from wirelab.observe.capture import ethernet_frames  # noqa: E402
 from wirelab.observe.traceroute_parse import parse  # noqa: E402
 
 UDP_BASE_PORT = 33434     # traceroute's default: probe k goes to port 33434 + k
@@ -58,6 +62,42 @@ class TracerouteParams:
             raise ConfigError(f"wait must be between 0.1 and 10 s, got {self.wait}")
 
 
+# -- the cases, from the topology plans (no root) ---------------------------------
+def pcap_names(src, dst):
+    """The captures of a pair's case: at the source, at the destination."""
+    return f"at-{src}.pcap", f"at-{dst}.pcap"
+
+
+def pair_case(topo, src, dst):
+    """One traced pair; its ``args`` carry what the plan expects."""
+    expected = topo.expected_traceroute(src, dst)
+    at_src, at_dst = pcap_names(src, dst)
+    return Case(
+        name=f"{topo.topo_name}/{src}-{dst}",
+        args={"topology": topo.topo_name, "src": src, "dst": dst,
+              "src_ip": topo.ip(src), "dst_ip": topo.ip(dst), "expected": expected,
+              "routers": len(expected) - 1, "expected_path": topo.expected_path(src, dst)},
+        captures=(CapturePoint(src, next(iter(topo.interfaces(src))), at_src),
+                  CapturePoint(dst, next(iter(topo.interfaces(dst))), at_dst)),
+        bpf=("icmp", "or", "udp"))
+
+
+def declared_cases(params):
+    """[(topology, [Case...])]: h1 <-> h2 on `line`, then the `internet` pairs."""
+    from topologies.internet import InternetTopo
+    from topologies.line import LineTopo
+    line = LineTopo(n=params.line_routers)
+    internet = InternetTopo()
+    hosts = internet.host_names()
+    pairs = [(a, b) for a in hosts for b in hosts if a != b]
+    if params.internet_pairs:
+        step = max(1, len(pairs) // params.internet_pairs)
+        pairs = pairs[::step][: params.internet_pairs]
+    return [(line, [pair_case(line, "h1", "h2"), pair_case(line, "h2", "h1")]),
+            (internet, [pair_case(internet, a, b) for a, b in pairs])]
+
+
+# -- the pcap readers (pure functions of a file) -----------------------------------
 def probe_ttl(udp_dport):
     """The TTL traceroute gave the probe sent to ``udp_dport`` (3 probes per TTL)."""
     return (udp_dport - UDP_BASE_PORT) // PROBES_PER_HOP + 1
@@ -102,155 +142,133 @@ def read_arrival_ttls(pcap, src_ip):
     return pings, probes
 
 
+def hop_rtts(hops):
+    """Per hop, the RTTs of the probes that were answered."""
+    return [[pr["rtt_ms"] for pr in h["probes"] if pr["rtt_ms"] is not None] for h in hops]
+
+
+# -- verify: one Tally over the pairs, one claim per check ---------------------------
+CLAIMS = [
+    ("hops", "traceroute's hop list == the expected router path, ending at the destination",
+     "<case>/traceroute.txt, case.json args.expected (topology plan)"),
+    ("icmp", "captured ICMP time-exceeded sources confirm every hop (probe TTL from quoted port)",
+     "<case>/at-<src>.pcap"),
+    ("ttl", f"receiver sees TTL = {PING_TTL} - routers on the path (ping -t {PING_TTL})",
+     "<case>/at-<dst>.pcap"),
+    ("probes", "every UDP probe arriving at the receiver has TTL = probe TTL - routers",
+     "<case>/at-<dst>.pcap"),
+    ("rtt", f"every probe was answered: {PROBES_PER_HOP} RTT samples per hop, no '*'", "hops.json"),
+    ("captures", "captures complete (tcpdump exited cleanly, dropped nothing)", "case.json captures"),
+]
+
+
+def check_pair(ev, rec, tally):
+    """Apply every check to one case (``rec``: its case.json); return its hops.json entry."""
+    import dpkt
+    name, a, w = rec["name"], rec["args"], rec["workload"] or {}
+    if rec["error"]:
+        why = f"case failed at {rec['error']['stage']}: {rec['error']['message']}"
+        for key, _, _ in CLAIMS:
+            tally.check(key, False, name, why)
+        return {"case": name, "topology": a["topology"], "pair": f"{a['src']}->{a['dst']}",
+                "error": why, "hops": [], "rtts_ms": []}
+    try:
+        hops, hops_error = parse(w["traceroute_stdout"]), None
+    except ValueError as exc:
+        hops, hops_error = [], str(exc)
+    got = [h["addr"] for h in hops]
+    tally.check("hops", got == a["expected"] and w["traceroute_exit"] == 0, name,
+                hops_error or f"got {got}, expected {a['expected']} (exit {w['traceroute_exit']})")
+    at_src, at_dst = pcap_names(a["src"], a["dst"])
+    try:
+        exceeded, unreachable = read_icmp_evidence(ev.path(name, at_src), a["src_ip"], a["dst_ip"])
+        pings, probes = read_arrival_ttls(ev.path(name, at_dst), a["src_ip"])
+        pcap_error = None
+    except (OSError, WirelabError, dpkt.dpkt.Error) as exc:
+        exceeded, unreachable, pings, probes, pcap_error = {}, [], [], [], str(exc)
+    want = {ttl: {addr} for ttl, addr in enumerate(a["expected"][:-1], 1)}
+    tally.check("icmp", {t: set(v) for t, v in exceeded.items()} == want
+                and set(unreachable) == {a["dst_ip"]}, name,
+                pcap_error or f"time-exceeded {exceeded}, port-unreachable {unreachable}")
+    tally.check("ttl", bool(pings) and all(t == PING_TTL - a["routers"] for t in pings), name,
+                pcap_error or f"echo TTLs {pings}, expected {PING_TTL - a['routers']}")
+    tally.check("probes", bool(probes) and all(arrived == sent - a["routers"] for sent, arrived in probes),
+                name, pcap_error or f"(probe TTL, arrival TTL) {probes[:6]}")
+    rtts = hop_rtts(hops)
+    tally.check("rtt", bool(rtts) and all(len(r) == PROBES_PER_HOP for r in rtts), name, str(rtts))
+    problems = capture_problems(rec["captures"])
+    if len(rec["captures"]) != 2:
+        problems.append(f"{len(rec['captures'])} captures of 2")
+    tally.check("captures", not problems, name, str(problems))
+    return {"case": name, "topology": a["topology"], "pair": f"{a['src']}->{a['dst']}",
+            "hops": hops, "rtts_ms": rtts, "icmp_time_exceeded": exceeded,
+            "arrival_ttls": probes, "ping_ttls": pings}
+
+
 class TracerouteExperiment(Experiment):
     __doc__ = __doc__
     name = "traceroute"
     Params = TracerouteParams
 
     def run(self):
-        from topologies.internet import InternetTopo
-        from topologies.line import LineTopo
-        self.metrics["pairs"] = []
-        line = LineTopo(n=self.params.line_routers)
-        self.trace_all(line, [("h1", "h2"), ("h2", "h1")])
-        internet = InternetTopo()
-        hosts = internet.host_names()
-        pairs = [(a, b) for a in hosts for b in hosts if a != b]
-        if self.params.internet_pairs:
-            step = max(1, len(pairs) // self.params.internet_pairs)
-            pairs = pairs[::step][: self.params.internet_pairs]
-        self.trace_all(internet, pairs)
-        write_json(self.path("pairs.json"), self.metrics["pairs"])
+        for topo, cases in declared_cases(self.params):
+            with Testbed(topo, log=self.log) as tb:
+                run_cases(self, tb, cases, lambda case, folder: self.trace(tb, case, folder))
 
-    def trace_all(self, topo, pairs):
-        with Testbed(topo, log=self.log) as tb:
-            for i, (src, dst) in enumerate(pairs, 1):
-                self.log(f"{topo.topo_name}: [{i}/{len(pairs)}] traceroute {src} -> {dst}")
-                self.metrics["pairs"].append(self.trace_one(tb, topo, src, dst))
-
-    def trace_one(self, tb, topo, src, dst):
-        src_ip, dst_ip = topo.ip(src), topo.ip(dst)
-        expected = topo.expected_traceroute(src, dst)
-        routers = len(expected) - 1
-        tag = f"{topo.topo_name}-{src}-{dst}"
-        src_if, dst_if = next(iter(topo.interfaces(src))), next(iter(topo.interfaces(dst)))
-        points = [(src, src_if, f"{tag}-at-{src}.pcap"), (dst, dst_if, f"{tag}-at-{dst}.pcap")]
-        with Captures(tb, points, self.out_dir, bpf=["icmp", "or", "udp"]) as caps:
-            argv = ["traceroute", "-n", "-q", str(PROBES_PER_HOP), "-w", str(self.params.wait),
-                    "-p", str(UDP_BASE_PORT), "-m", str(len(expected) + 3), dst_ip]
-            done = tb.run(src, argv, timeout=(len(expected) + 3) * self.params.wait * 3 + 10, check=False)
-            ping = tb.run(src, ["ping", "-n", "-c", "1", "-W", "2", "-t", str(PING_TTL), dst_ip],
-                          timeout=10, check=False)
-        with open(self.path(f"{tag}-traceroute.txt"), "w") as f:
+    def trace(self, tb, case, folder):
+        """The workload: traceroute, then one ping with a known TTL."""
+        a, wait = case.args, self.params.wait
+        max_ttl = len(a["expected"]) + 3
+        argv = ["traceroute", "-n", "-q", str(PROBES_PER_HOP), "-w", str(wait),
+                "-p", str(UDP_BASE_PORT), "-m", str(max_ttl), a["dst_ip"]]
+        done = tb.run(a["src"], argv, timeout=max_ttl * wait * 3 + 10, check=False)
+        ping = tb.run(a["src"], ["ping", "-n", "-c", "1", "-W", "2", "-t", str(PING_TTL), a["dst_ip"]],
+                      timeout=10, check=False)
+        with open(os.path.join(folder, "traceroute.txt"), "w") as f:
             f.write(" ".join(argv) + "\n" + done.stdout + done.stderr)
-        return {"topology": topo.topo_name, "src": src, "dst": dst, "src_ip": src_ip,
-                "dst_ip": dst_ip, "expected": expected, "routers": routers,
-                "expected_path": topo.expected_path(src, dst),
-                "traceroute_exit": done.returncode, "traceroute_stdout": done.stdout,
-                "ping_exit": ping.returncode,
-                "captures": [dict(r) for r in caps.results],
-                "pcap_src": points[0][2], "pcap_dst": points[1][2]}
+        return {"traceroute_argv": argv, "traceroute_exit": done.returncode,
+                "traceroute_stdout": done.stdout, "ping_exit": ping.returncode}
 
-    def verify(self):
-        with open(self.path("pairs.json")) as f:
-            pairs = json.load(f)
-        summary = {"hops": [0, 0], "icmp": [0, 0], "ttl": [0, 0], "probes": [0, 0], "rtt": [0, 0],
-                   "captures": [0, 0]}
-        bad = {k: [] for k in summary}
-        hops_out = []
-        for p in pairs:
-            name = f"{p['topology']}:{p['src']}->{p['dst']}"
-            try:
-                hops = parse(p["traceroute_stdout"])
-            except ValueError as exc:
-                hops = []
-                bad["hops"].append(f"{name}: {exc}")
-            got = [h["addr"] for h in hops]
-            ok = got == p["expected"] and p["traceroute_exit"] == 0
-            summary["hops"][0] += ok
-            summary["hops"][1] += 1
-            if not ok:
-                bad["hops"].append(f"{name}: got {got}, expected {p['expected']}")
-            exceeded, unreachable = read_icmp_evidence(self.path(p["pcap_src"]), p["src_ip"], p["dst_ip"])
-            want = {ttl: {addr} for ttl, addr in enumerate(p["expected"][:-1], 1)}
-            ok = ({t: set(v) for t, v in exceeded.items()} == want and
-                  set(unreachable) == {p["dst_ip"]})
-            summary["icmp"][0] += ok
-            summary["icmp"][1] += 1
-            if not ok:
-                bad["icmp"].append(f"{name}: time-exceeded {exceeded}, port-unreachable {unreachable}")
-            pings, probes = read_arrival_ttls(self.path(p["pcap_dst"]), p["src_ip"])
-            ok = bool(pings) and all(t == PING_TTL - p["routers"] for t in pings)
-            summary["ttl"][0] += ok
-            summary["ttl"][1] += 1
-            if not ok:
-                bad["ttl"].append(f"{name}: echo TTLs {pings}, expected {PING_TTL - p['routers']}")
-            ok = bool(probes) and all(arrived == sent - p["routers"] for sent, arrived in probes)
-            summary["probes"][0] += ok
-            summary["probes"][1] += 1
-            if not ok:
-                bad["probes"].append(f"{name}: (probe TTL, arrival TTL) {probes[:6]}")
-            rtts = [[pr["rtt_ms"] for pr in h["probes"] if pr["rtt_ms"] is not None] for h in hops]
-            ok = bool(rtts) and all(len(r) == PROBES_PER_HOP for r in rtts)
-            summary["rtt"][0] += ok
-            summary["rtt"][1] += 1
-            if not ok:
-                bad["rtt"].append(f"{name}: {rtts}")
-            problems = [f"{c['name']}: {c['problems'] or 'dropped by kernel'}" for c in p["captures"]
-                        if c["problems"] or c["dropped_by_kernel"] or c["dropped_by_interface"]]
-            summary["captures"][0] += not problems
-            summary["captures"][1] += 1
-            if problems:
-                bad["captures"].append(f"{name}: {problems}")
-            hops_out.append({"pair": name, "hops": hops, "rtts_ms": rtts,
-                             "icmp_time_exceeded": exceeded, "arrival_ttls": probes, "ping_ttls": pings})
-        write_json(self.path("hops.json"), hops_out)
-        self.metrics["summary"] = summary
+    @classmethod
+    def verify(cls, ev):
+        tally = Tally()
+        table = [check_pair(ev, rec, tally) for rec in ev.cases()]
+        ev.save("hops.json", table)
+        ev.metrics["summary"] = tally.summary()
+        return [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS]
 
-        def claim(key, text, evidence):
-            n_ok, n = summary[key]
-            return Claim(text, n > 0 and n_ok == n, measured=f"{n_ok}/{n} pairs", expected=f"{n}/{n}",
-                         tolerance=0, evidence=evidence + (f"; failures: {bad[key][:3]}" if bad[key] else ""))
-        return [
-            claim("hops", "traceroute's hop list == the expected router path, ending at the destination",
-                  "*-traceroute.txt, pairs.json expected (topology plan)"),
-            claim("icmp", "captured ICMP time-exceeded sources confirm every hop (probe TTL from quoted port)",
-                  "*-at-<src>.pcap"),
-            claim("ttl", f"receiver sees TTL = {PING_TTL} - routers on the path (ping -t {PING_TTL})",
-                  "*-at-<dst>.pcap"),
-            claim("probes", "every UDP probe arriving at the receiver has TTL = probe TTL - routers",
-                  "*-at-<dst>.pcap"),
-            claim("rtt", f"every probe was answered: {PROBES_PER_HOP} RTT samples per hop, no '*'",
-                  "hops.json"),
-            claim("captures", "captures complete (tcpdump exited cleanly, dropped nothing)",
-                  "pairs.json captures"),
-        ]
+    @classmethod
+    def plot(cls, ev):
+        import statistics
 
-    def plot(self):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        with open(self.path("hops.json")) as f:
-            hops = json.load(f)
-        import statistics
-        for topology in sorted({h["pair"].split(":")[0] for h in hops}):
-            mine = [h for h in hops if h["pair"].startswith(topology + ":")]
+        by_topology = {}
+        for rec in ev.cases():
+            try:
+                rtts = hop_rtts(parse((rec["workload"] or {}).get("traceroute_stdout", "")))
+            except ValueError:
+                rtts = []
+            by_topology.setdefault(rec["args"]["topology"], []).append(
+                (f"{rec['args']['src']}->{rec['args']['dst']}", rtts))
+        for topology, mine in sorted(by_topology.items()):
             fig, ax = plt.subplots(figsize=(8, 4.5))
             if len(mine) <= 4:
                 # few pairs: each pair's median per hop, whiskers to min and max
-                for h in mine:
-                    xs = [t for t, r in enumerate(h["rtts_ms"], 1) if r]
-                    med = [statistics.median(r) for r in h["rtts_ms"] if r]
-                    lo = [m - min(r) for m, r in zip(med, [r for r in h["rtts_ms"] if r])]
-                    hi = [max(r) - m for m, r in zip(med, [r for r in h["rtts_ms"] if r])]
-                    ax.errorbar(xs, med, yerr=[lo, hi], fmt="o-", ms=4, capsize=3,
-                                label=h["pair"].split(":")[1])
+                for label, rtts in mine:
+                    answered = [r for r in rtts if r]
+                    xs = [t for t, r in enumerate(rtts, 1) if r]
+                    med = [statistics.median(r) for r in answered]
+                    lo = [m - min(r) for m, r in zip(med, answered)]
+                    hi = [max(r) - m for m, r in zip(med, answered)]
+                    ax.errorbar(xs, med, yerr=[lo, hi], fmt="o-", ms=4, capsize=3, label=label)
                 ax.legend(fontsize=8)
             else:
                 # many pairs: every probe's RTT, grouped by hop
                 by_hop = {}
-                for h in mine:
-                    for ttl, r in enumerate(h["rtts_ms"], 1):
+                for _, rtts in mine:
+                    for ttl, r in enumerate(rtts, 1):
                         by_hop.setdefault(ttl, []).extend(r)
                 ttls = sorted(by_hop)
                 ax.boxplot([by_hop[t] for t in ttls], positions=ttls, widths=0.5)
@@ -260,7 +278,7 @@ class TracerouteExperiment(Experiment):
             ax.set_title(f"traceroute per-hop RTT, {topology} ({len(mine)} pairs, "
                          f"{PROBES_PER_HOP} probes per hop)")
             fig.tight_layout()
-            fig.savefig(self.path(f"rtt-{topology}.png"), dpi=110)
+            fig.savefig(ev.path(f"rtt-{topology}.png"), dpi=110)
             plt.close(fig)
 
 

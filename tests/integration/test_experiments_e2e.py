@@ -18,6 +18,26 @@ def run_experiment(name, tmp_path, *args):
     return done, out, metrics
 
 
+CLAIM_FIELDS = ("name", "ok", "measured", "expected", "tolerance")
+
+
+def assert_reverify_equals_run(out, metrics):
+    """The claims computed again from the saved folder alone equal the run's,
+    and verifying again changes nothing in the folder."""
+    from wirelab.experiment.core import reverify
+    from wirelab.experiment.evidence import to_jsonable
+
+    def files():
+        return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")}
+    before = files()
+    _, now, saved = reverify(out)
+    now = json.loads(json.dumps(to_jsonable(now)))
+    at_run = [{f: c[f] for f in CLAIM_FIELDS} for c in metrics["claims"]]
+    assert [{f: c[f] for f in CLAIM_FIELDS} for c in now] == at_run
+    assert [{f: getattr(c, f) for f in CLAIM_FIELDS} for c in saved] == at_run
+    assert files() == before
+
+
 def test_routing_end_to_end(tmp_path, host_state):
     done, out, metrics = run_experiment("routing", tmp_path, "--destinations", "300", "--seed", "7")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -27,11 +47,17 @@ def test_routing_end_to_end(tmp_path, host_state):
     # 300 drawn, plus the evenly spaced sweeps over nested prefixes (routing-lpm.png)
     assert len(lookups) >= 5 and all(len(r["checks"]) >= 300 for r in lookups.values())
     assert any(len(r["zoom"]) >= 3 for r in lookups.values())
-    assert metrics["metrics"]["packets"]["confirmed"] == metrics["metrics"]["packets"]["sent"] > 0
-    assert any(p.suffix == ".pcap" for p in out.iterdir())
+    packets = json.loads((out / "packet_checks.json").read_text())
+    assert metrics["metrics"]["packets"]["confirmed"] == metrics["metrics"]["packets"]["sent"] == len(packets) > 0
+    cases = json.loads((out / "run.json").read_text())["cases"]
+    assert cases == [p["case"] for p in packets] and all(c.startswith("packets/") for c in cases)
+    case = json.loads((out / cases[0] / "case.json").read_text())
+    assert case["error"] is None and case["captures"][0]["packets"] >= 1
+    assert (out / cases[0] / "egress.pcap").exists()
     assert (out / "routing-lpm.png").stat().st_size > 1000
     assert json.loads((out / "params.json").read_text())["params"]["destinations"] == 300
     assert "all claims hold" in done.stdout
+    assert_reverify_equals_run(out, metrics)
 
 
 def test_traceroute_end_to_end(tmp_path, host_state):
@@ -39,11 +65,15 @@ def test_traceroute_end_to_end(tmp_path, host_state):
                                         "--internet-pairs", "4", "--wait", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert [c["ok"] for c in metrics["claims"]] == [True] * 6
-    pairs = json.loads((out / "pairs.json").read_text())
-    line = [p for p in pairs if p["topology"] == "line"]
-    assert [p["expected_path"] for p in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]]
+    cases = json.loads((out / "run.json").read_text())["cases"]
+    assert cases[:2] == ["line/h1-h2", "line/h2-h1"] and len(cases) == 2 + 4
+    line = [json.loads((out / name / "case.json").read_text()) for name in cases[:2]]
+    assert [c["args"]["expected_path"] for c in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]]
+    assert all(c["error"] is None and len(c["captures"]) == 2 for c in line)
+    assert (out / "line" / "h1-h2" / "at-h2.pcap").exists() and (out / "hops.json").exists()
     assert (out / "rtt-line.png").stat().st_size > 1000
     assert (out / "rtt-internet.png").exists()
+    assert_reverify_equals_run(out, metrics)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -7,7 +7,7 @@ the number of connections, never on the file size.
 Wireshark's analysis flags (see :mod:`wirelab.observe.pcap.seqstate`) are computed two
 ways that give identical results:
 
-* a vectorised path (:func:`_fast_flags`) for the common case -- an
+* a vectorised path (:mod:`wirelab.observe.pcap.fastpath`) for the common case -- an
   established connection exchanging data and ACKs, with retransmissions,
   reordering and duplicate ACKs -- which derives Wireshark's per-direction
   state (highest sequence number seen and when, last ACK and window,
@@ -27,13 +27,12 @@ import numpy as np
 
 from wirelab.observe.pcap import seqstate as S
 from wirelab.observe.pcap.decode import TcpBatch
+from wirelab.observe.pcap.fastpath import M32, _s32, exact_rows, mixed_rows
 from wirelab.observe.pcap.tcpflags import ACK, FIN, RST, SYN
 
-M32 = 0xFFFFFFFF
 # A duplicate segment is looked for among the data segments of the same
 # direction at most this many capture frames back; it bounds memory.
 DUPLICATE_WINDOW_FRAMES = 65536
-_BIG = np.int64(1) << 40  # separates groups in segmented cumulative maxima
 
 SEGMENT_DTYPE = np.dtype([
     ("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int64), ("dir", np.int8),
@@ -96,23 +95,11 @@ class Conversation:
         self.saw_syn = False
 
 
-def _s32(a: np.ndarray) -> np.ndarray:
-    """Signed 32-bit difference of int64 arrays holding uint32 values."""
-    return ((a + 0x80000000) & M32) - 0x80000000
-
-
 def _seg_starts(gid: np.ndarray) -> np.ndarray:
     """Boolean: element starts a new group (gid is sorted)."""
     st = np.ones(len(gid), dtype=bool)
     st[1:] = gid[1:] != gid[:-1]
     return st
-
-
-def _ffill_idx(mask: np.ndarray, start_pos: np.ndarray) -> np.ndarray:
-    """Index of the last True at or before i within i's group, else -1."""
-    idx = np.where(mask, np.arange(len(mask)), -1)
-    idx = np.maximum.accumulate(idx) if len(idx) else idx
-    return np.where(idx >= start_pos, idx, -1)
 
 
 class FlowAnalyzer:
@@ -159,28 +146,38 @@ class FlowAnalyzer:
             members = keyidx == k
             conv = self._by_key.get(key)
             if conv is None or synmask[members].any():
-                # Per-packet walk: new connections start at SYNs (port reuse).
+                # New connections start at SYNs (port reuse): walk the SYNs
+                # (and the first packet); the packets between two of them
+                # belong to the connection the first one chose.
                 idxs = np.nonzero(members)[0]
-                for j in idxs.tolist():
+                events = np.union1d([0], np.nonzero(synmask[idxs])[0]).tolist()
+                sides = gt[idxs]
+                for k, e in enumerate(events):
+                    j = int(idxs[e])
                     side = 1 if gt[j] else 0
                     f_ = int(tb.flags[j])
                     if conv is None:
                         conv = self._new_conv(key, side, f_)
                     elif (f_ & (SYN | ACK)) == SYN:
-                        d = 0 if side == conv.client_side else 1
-                        ds = conv.state.dirs[d]
+                        ds = conv.state.dirs[0 if side == conv.client_side else 1]
                         sq = int(tb.seq[j])
                         if ds.base_set and sq != ds.base_seq:
                             conv = self._new_conv(key, side, f_)
                         elif ds.base_set:
                             # Wireshark restores nextseq on a repeated SYN (issue 17616).
                             ds.nextseq = ds.maxseqtobeacked
-                    d = 0 if side == conv.client_side else 1
-                    ds = conv.state.dirs[d]
-                    if not ds.base_set:
-                        ds.base_set = True
-                        ds.base_seq = int(tb.seq[j]) if f_ & SYN else (int(tb.seq[j]) - 1) & M32
-                    stream[j] = conv.stream
+                    nxt = events[k + 1] if k + 1 < len(events) else len(idxs)
+                    stream[idxs[e:nxt]] = conv.stream
+                    for sd in (0, 1):
+                        ds = conv.state.dirs[0 if sd == conv.client_side else 1]
+                        if ds.base_set:
+                            continue
+                        w = np.nonzero(sides[e:nxt] == bool(sd))[0]
+                        if len(w):
+                            jj = int(idxs[e + w[0]])
+                            sq, fl = int(tb.seq[jj]), int(tb.flags[jj])
+                            ds.base_set = True
+                            ds.base_seq = sq if fl & SYN else (sq - 1) & M32
             else:
                 stream[members] = conv.stream
         conv_side = np.array([c.client_side for c in self.convs], dtype=np.int64)
@@ -247,9 +244,9 @@ class FlowAnalyzer:
             hi = int(gends[a1 - 1])
             rows = lo + np.argsort(frame[lo:hi], kind="stable")
             if self.exact:
-                _exact_rows(self.convs[ci], rows, g, t, seq, ack, seglen, flags, win, ana)
+                exact_rows(self.convs[ci], rows, g, t, seq, ack, seglen, flags, win, ana)
             else:
-                _mixed_rows(self.convs[ci], rows, g, t, seq, ack, seglen, flags, win, seq_u, end_u, ana)
+                mixed_rows(self.convs[ci], rows, g, t, seq, ack, seglen, flags, win, seq_u, end_u, ana)
 
         # Our own measurements.
         rtt = self._measure(gstarts, gends, gids, t, seq, ack, seglen, flags, frame, seq_u, end_u, ana)
@@ -438,215 +435,3 @@ class FlowAnalyzer:
             if len(rcum):
                 sd.retrans_total = int(rcum[-1])
         return rtt
-
-
-def _exact_rows(conv, rows, g, t, seq, ack, seglen, flags, win, ana):
-    """Packet-by-packet analysis of the given rows (in capture order)."""
-    cs = conv.state
-    analyze = S.analyze_packet
-    ana[rows] = [analyze(cs, d, tt, sq, ak, sl, fl, w) for d, tt, sq, ak, sl, fl, w in zip(
-        (g[rows] & 1).tolist(), t[rows].tolist(), seq[rows].tolist(), ack[rows].tolist(),
-        seglen[rows].tolist(), flags[rows].tolist(), win[rows].tolist())]
-
-
-def _state_is_simple(cs) -> bool:
-    """Whether the vectorised path can start from this state."""
-    if cs.ts_mru_syn and not cs.ts_first_rtt:
-        return False
-    for ds in cs.dirs:
-        if (not ds.base_set or not ds.nextseq or not ds.maxseqtobeacked or ds.window == 0
-                or ds.dupacknum < 0 or ds.lastsegmentflags & (S.KEEP_ALIVE | S.ZERO_WINDOW_PROBE)):
-            return False
-    return True
-
-
-# The exact path runs over at least this many packets before the vectorised
-# path is tried again; doubled (up to the maximum) each time the vectorised
-# path gets less than that far, so alternating costs stay bounded.
-EXACT_RUN_MIN, EXACT_RUN_MAX = 64, 8192
-
-
-def _mixed_rows(conv, rows, g, t, seq, ack, seglen, flags, win, seq_u, end_u, ana):
-    """Vectorised where the state is simple, packet by packet elsewhere."""
-    n = len(rows)
-    pos = 0
-    run = EXACT_RUN_MIN
-    while pos < n:
-        k = _fast_prefix(conv, rows[pos:], g, t, seq, ack, seglen, flags, win, seq_u, end_u, ana) \
-            if _state_is_simple(conv.state) else 0
-        pos += k
-        if pos >= n:
-            break
-        run = EXACT_RUN_MIN if k >= 4 * run else min(run * 2, EXACT_RUN_MAX)
-        end = min(n, pos + run)
-        _exact_rows(conv, rows[pos:end], g, t, seq, ack, seglen, flags, win, ana)
-        pos = end
-
-
-def _max_seq_to_be_acked(ds, sq, su, nsprev, nsafter, gap) -> np.ndarray:
-    """Wireshark's ``maxseqtobeacked`` after each packet (unwrapped).
-
-    It follows ``nextseq`` except while a hole is open: a gap freezes it at
-    the hole's start until a segment starting exactly there arrives, which
-    moves it up to ``nextseq``.  Holes are rare, so we walk them in Python.
-    """
-    m = nsafter.copy()
-    n = len(su)
-    h = int(su[0]) + int(_s32(np.int64(ds.maxseqtobeacked - int(sq[0]))))
-    ns0 = int(nsprev[0])
-    hole = h != ns0
-    start = 0
-    gaps = np.nonzero(gap)[0]
-    gi = 0
-    while start < n:
-        if hole:
-            hit = np.nonzero(su[start:] == h)[0]
-            if not len(hit):
-                m[start:] = h
-                break
-            j = start + int(hit[0])
-            m[start:j] = h
-            hole = False
-            start = j + 1
-            continue
-        while gi < len(gaps) and gaps[gi] < start:
-            gi += 1
-        if gi >= len(gaps):
-            break
-        j = int(gaps[gi])
-        h = int(nsprev[j])
-        m[j] = h
-        hole = True
-        start = j + 1
-    return m
-
-
-def _fast_prefix(conv, rows, g, t, seq, ack, seglen, flags, win, seq_u, end_u, ana) -> int:
-    """Vectorised analysis of a connection's rows (capture order).
-
-    Returns how many leading rows were analysed (flags written, state
-    committed); the caller continues with the exact path from there.
-
-    Valid while Wireshark's state evolves "simply" (checked by the caller for
-    the initial state, and here for each packet): both directions already
-    seen with a non-zero window, no SYN, no zero window, no keep-alive, no
-    ACK for data never seen, no sequence or ACK number equal to 0
-    (Wireshark's "unknown").  Then zero-window probes cannot occur, no packet
-    changes the other direction's state, and the state of a direction after a
-    packet is a cumulative function of that direction's packets (running
-    maximum of segment ends, last ACK/window, duplicate-ACK run length, the
-    hole tracking of :func:`_max_seq_to_be_acked`), computed below for all
-    rows; the prefix before the first packet that breaks a condition is
-    committed.
-    """
-    cs = conv.state
-    n = len(rows)
-    dirs = g[rows] & 1
-    bad = n  # first row (capture order) where the conditions break
-    f_all = flags[rows]
-    b0 = np.nonzero(((f_all & SYN) != 0) | (win[rows] == 0) | (ack[rows] == 0)
-                    | ((end_u[rows] & M32) == 0))[0]
-    if len(b0):
-        bad = int(b0[0])
-    per = {}
-    for d in (0, 1):
-        sel = np.nonzero(dirs == d)[0]   # positions in capture order
-        if not len(sel):
-            continue
-        r = rows[sel]
-        ds = cs.dirs[d]
-        sq, su, eu, sl, f, w, ak, tt = seq[r], seq_u[r], end_u[r], seglen[r], flags[r], win[r], ack[r], t[r]
-        sf = ((f & (SYN | FIN)) != 0).astype(np.int64)
-        sfr = (f & (SYN | FIN | RST)) != 0
-        ns0 = int(su[0]) + int(_s32(np.int64(ds.nextseq - int(sq[0]))))
-        nsprev = np.empty_like(eu)
-        nsprev[0] = ns0
-        nsprev[1:] = np.maximum.accumulate(eu)[:-1]
-        np.maximum(nsprev, ns0, out=nsprev)
-        # a keep-alive
-        b1 = np.nonzero((sl <= 1) & (su == nsprev - 1) & ~sfr)[0]
-        if len(b1):
-            bad = min(bad, int(sel[b1[0]]))
-        gap = (su > nsprev) & ((f & RST) == 0)
-        nsafter = np.maximum(nsprev, eu)
-        mstba = _max_seq_to_be_acked(ds, sq, su, nsprev, nsafter, gap)
-        m = len(r)
-        pos = np.arange(m)
-        ri = np.maximum.accumulate(np.where(eu > nsprev, pos, -1))
-        nst_prev = np.empty(m, dtype=np.int64)
-        nst_prev[0] = ds.nextseqtime
-        nst_prev[1:] = np.where(ri[:-1] >= 0, tt[np.maximum(ri[:-1], 0)], ds.nextseqtime)
-        li = np.maximum.accumulate(np.where(eu > nsprev + sf, pos, -1))
-        lal_prev = np.empty(m, dtype=np.int64)
-        lal_prev[0] = ds.lastacklen
-        lal_prev[1:] = np.where(li[:-1] >= 0, sl[np.maximum(li[:-1], 0)], ds.lastacklen)
-        wprev = np.concatenate([[ds.window], w[:-1]])
-        aprev = np.concatenate([[ds.lastack], ak[:-1]])
-        same = (sl == 0) & (su == nsprev) & (ak == aprev) & ~sfr
-        res = np.where(same & (w != wprev), S.WINDOW_UPDATE, 0)
-        res[gap] |= S.LOST_SEGMENT
-        dup = same & (w == wprev)
-        res[dup] |= S.DUPLICATE_ACK
-        cum = np.cumsum(dup)
-        lc = np.maximum.accumulate(np.where(ak != aprev, pos, -1))
-        dupn = np.where(lc >= 0, cum - cum[np.maximum(lc, 0)], cum + ds.dupacknum)
-        per[d] = dict(sel=sel, r=r, sq=sq, su=su, eu=eu, sl=sl, f=f, ak=ak, tt=tt, sf=sf,
-                      nsprev=nsprev, nsafter=nsafter, mstba=mstba, nst_prev=nst_prev,
-                      lal_prev=lal_prev, dupn=dupn, res=res, ri=ri, li=li)
-
-    # The other direction's state at each packet: after its last earlier packet.
-    own = np.empty(n, dtype=np.int64)
-    for d, p in per.items():
-        own[p["sel"]] = np.arange(len(p["sel"]))
-    thres = cs.ts_first_rtt or S.DEFAULT_OOO_THRESHOLD_NS
-    for d, p in per.items():
-        q = per.get(1 - d)
-        rds = cs.dirs[1 - d]
-        if q is not None:
-            last = np.maximum.accumulate(np.where(dirs != d, own, -1))[p["sel"]]
-            has = last >= 0
-            lq = np.maximum(last, 0)
-            r_ack = np.where(has, q["ak"][lq], rds.lastack)
-            r_t = np.where(has, q["tt"][lq], rds.lastacktime)
-            r_dupn = np.where(has, q["dupn"][lq], rds.dupacknum)
-            r_ms = np.where(has, q["mstba"][lq] & M32, rds.maxseqtobeacked)
-        else:
-            r_ack, r_t, r_dupn, r_ms = rds.lastack, rds.lastacktime, rds.dupacknum, rds.maxseqtobeacked
-        sq, sl, tt, f, ak, su, eu, nsprev = (p[k] for k in ("sq", "sl", "tt", "f", "ak", "su", "eu", "nsprev"))
-        b2 = np.nonzero(((f & ACK) != 0) & (_s32(ak - r_ms) > 0))[0]  # ACK for unseen data
-        if len(b2):
-            bad = min(bad, int(p["sel"][b2[0]]))
-        cand = (sl > 0) | (p["sf"] > 0)
-        sna = cand & (su < nsprev) & ~((sl > 1) & (nsprev - 1 == su))
-        spur = cand & (sl > 0) & (r_ack != 0) & (_s32(sq + sl - r_ack) <= 0)
-        dt = tt - r_t
-        fast = ~spur & sna & (dt >= 0) & (dt < S.FAST_RETRANS_WINDOW_NS) & (r_dupn >= 2) & (r_ack == sq)
-        dt2 = tt - p["nst_prev"]
-        ooo = ~spur & sna & ~fast & (dt2 >= 0) & (dt2 < thres) & ((nsprev != eu) | (p["lal_prev"] == 0))
-        res = p["res"]
-        res[spur] |= S.SPURIOUS_RETRANSMISSION
-        res[fast] |= S.FAST_RETRANSMISSION
-        res[ooo] |= S.OUT_OF_ORDER
-        res[~spur & sna & ~fast & ~ooo] |= S.RETRANSMISSION
-
-    # Commit the rows before the first one that broke a condition.
-    for d, p in per.items():
-        k = int(np.searchsorted(p["sel"], bad))
-        if k == 0:
-            continue
-        ds = cs.dirs[d]
-        ana[p["r"][:k]] = p["res"][:k]
-        j = k - 1
-        ri, li = int(p["ri"][j]), int(p["li"][j])
-        ds.nextseq = int(p["nsafter"][j]) & M32
-        if ri >= 0:
-            ds.nextseqtime = int(p["tt"][ri])
-        if li >= 0:
-            ds.lastacklen = int(p["sl"][li])
-        ds.maxseqtobeacked = int(p["mstba"][j]) & M32
-        ds.window = int(win[p["r"][j]])
-        ds.lastack = int(p["ak"][j])
-        ds.lastacktime = int(p["tt"][j])
-        ds.dupacknum = int(p["dupn"][j])
-        ds.lastsegmentflags = int(p["res"][j])
-    return bad

@@ -25,7 +25,6 @@ fit in int64 nanoseconds (after the year 2262, e.g. a pcapng high word of
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from dataclasses import dataclass
@@ -57,7 +56,55 @@ _MIN_BLOCK = {PCAPNG_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
 
-_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class _GzipStream:
+    """Decompress a gzip file (one or more members) as it is read.
+
+    Unlike :class:`gzip.GzipFile`, which raises and drops what it already
+    decompressed in that call, a corrupt or cut stream here ends the data
+    after the last good byte and leaves the reason in :attr:`error`, so the
+    packets before the damage are still delivered (as tshark does).
+    """
+
+    RAW_CHUNK = 1 << 20
+
+    def __init__(self, path: str):
+        self._f = open(path, "rb")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._out = bytearray()
+        self._done = False
+        self.error: str | None = None
+
+    def read(self, n: int) -> bytes:
+        while len(self._out) < n and not self._done:
+            raw = self._f.read(self.RAW_CHUNK)
+            try:
+                if not raw:
+                    self._done = True
+                    if not self._d.eof:
+                        self.error = "the compressed stream is cut short"
+                    break
+                self._out += self._d.decompress(raw)
+                while self._d.eof and self._d.unused_data:  # a further gzip member
+                    rest = self._d.unused_data
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self._out += self._d.decompress(rest)
+            except zlib.error as exc:
+                self._done = True
+                self.error = _one_line(exc)
+        out = bytes(self._out[:n])
+        del self._out[:n]
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class PcapFormatError(WirelabError):
@@ -128,11 +175,10 @@ class PcapReader:
         self.compressed = _is_gzip(self.path)
         self.clamped_timestamps = 0
         self._stream_error: str | None = None
-        try:
-            with self._open() as f:
-                head = f.read(4)
-        except _GZIP_ERRORS as exc:
-            raise PcapFormatError(f"{self.path}: corrupt gzip data ({_one_line(exc)})") from None
+        with self._open() as f:
+            head = f.read(4)
+            if self.compressed and len(head) < 4 and f.error:
+                raise PcapFormatError(f"{self.path}: corrupt gzip data ({f.error})")
         if len(head) < 4:
             raise NotACaptureError(self.path, head, self.compressed)
         le = struct.unpack("<I", head)[0]
@@ -159,17 +205,14 @@ class PcapReader:
         return self._iter_pcapng()
 
     def _open(self):
-        return gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
+        return _GzipStream(self.path) if self.compressed else open(self.path, "rb")
 
     def _read(self, f, n: int) -> bytes:
         """Read up to ``n`` bytes; a corrupt or cut compressed stream ends the data."""
-        if not self.compressed:
-            return f.read(n)
-        try:
-            return f.read(n)
-        except _GZIP_ERRORS as exc:
-            self._stream_error = _one_line(exc)
-            return b""
+        data = f.read(n)
+        if self.compressed and f.error and self._stream_error is None:
+            self._stream_error = f.error
+        return data
 
     def _ended(self, what: str) -> None:
         """Record why the data ended early (first reason wins)."""

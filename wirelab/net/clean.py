@@ -3,8 +3,9 @@
 A run that was killed (SIGKILL, power loss of the VM's process, a crashed
 interpreter) leaves its ledger in /run/wirelab and processes labelled with its
 run id; their namespaces hold its interfaces, bridges, qdiscs and nftables
-rules. This stops those processes -- only those -- and removes the ledgers.
-Runs whose owner is still alive are left alone.
+rules; a User-Mode Linux run also leaves its /tmp/wirelab-uml-* folder. This
+stops those processes and removes those folders -- only the ones the ledgers
+name -- and then the ledgers. Runs whose owner is still alive are left alone.
 """
 
 import argparse
@@ -27,7 +28,9 @@ def main(argv=None):
         labels = labelled_pids()
         for run_id, data in runs:
             pids = sorted(p for p, label in labels.items() if label == run_id)
-            print(f"stale run {run_id}: processes {pids}")
+            folders = data.get("folders", [])
+            print(f"stale run {run_id}: processes {pids}"
+                  + (f", folders {folders}" if folders else ""))
         if not runs:
             print("nothing to clean")
         return 0

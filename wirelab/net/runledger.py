@@ -3,20 +3,35 @@
 Every process a run starts carries ``WIRELAB_RUN=<run id>`` in its environment
 (Mininet's node shells inherit it, and so does everything started in a node),
 and the run writes ``/run/wirelab/<run id>.json`` naming its owner (pid and
-start time) and the pids it started. A run killed with SIGKILL leaves both
-behind; :func:`clean_stale_runs` finds runs whose owner is gone and stops
-exactly their processes. Every node lives in its own network namespace, so when
+start time), the pids it started and the working folders it made (User-Mode
+Linux's ``/tmp/wirelab-uml-*``). A run killed with SIGKILL leaves all of them
+behind; :func:`clean_stale_runs` finds runs whose owner is gone, stops exactly
+their processes and removes exactly their folders. Every node lives in its own network namespace, so when
 a run's processes are gone its namespaces, veths, bridges, qdiscs and nftables
 rules are gone with them: nothing is ever looked up by a name pattern.
 """
 
+import datetime
 import json
 import os
+import secrets
+import shutil
 import signal
 import time
 
 LABEL = "WIRELAB_RUN"
 LEDGER_DIR = os.environ.get("WIRELAB_LEDGER_DIR", "/run/wirelab")
+# A ledger is a file anyone with root may have written: the clean-up removes a
+# recorded folder only if it is one a run can make (a real folder named so,
+# directly in /tmp), never any path the file names.
+OWNED_FOLDER_DIR = "/tmp"   # where User-Mode Linux's control folders live (see uml.py)
+OWNED_FOLDER_PREFIXES = ("wirelab-uml-",)
+
+
+def new_run_id(prefix=""):
+    """A run id: UTC time to the second and 6 random hex digits, e.g. 20250101T120000-a1b2c3."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}{stamp}-{secrets.token_hex(3)}"
 
 
 def stat_fields(pid):
@@ -104,7 +119,7 @@ class RunLedger:
         self.path = os.path.join(directory, f"{run_id}.json")
         self.data = {"run_id": run_id, "owner_pid": os.getpid(),
                      "owner_start": proc_start_time(os.getpid()),
-                     "created": time.time(), "pids": {}}
+                     "created": time.time(), "pids": {}, "folders": []}
         os.makedirs(directory, exist_ok=True)
         try:
             self._write()
@@ -114,6 +129,15 @@ class RunLedger:
 
     def add_pid(self, pid):
         self.data["pids"][str(pid)] = proc_start_time(pid)
+        self._write()
+
+    def add_folder(self, path):
+        """Record a working folder this run made (see :data:`OWNED_FOLDER_PREFIXES`)."""
+        path = os.path.abspath(path)
+        if not is_owned_folder(path):
+            raise ValueError(f"{path} is not a folder a run may own "
+                             f"({OWNED_FOLDER_DIR}/{'|'.join(OWNED_FOLDER_PREFIXES)}*)")
+        self.data["folders"].append(path)
         self._write()
 
     def _write(self):
@@ -130,18 +154,67 @@ class RunLedger:
                 pass
 
 
+def is_owned_folder(path):
+    """Whether ``path`` is a folder a run can have made: named with an owned
+    prefix, directly in :data:`OWNED_FOLDER_DIR`, not a symbolic link."""
+    return (os.path.isabs(path) and os.path.normpath(path) == path
+            and os.path.dirname(path) == OWNED_FOLDER_DIR
+            and os.path.basename(path).startswith(OWNED_FOLDER_PREFIXES)
+            and not os.path.islink(path))
+
+
+def remove_folders(paths):
+    """Remove the recorded folders that a run can own; return the problems."""
+    problems = []
+    for path in paths:
+        if not is_owned_folder(path):
+            problems.append(f"{path}: not a folder a run may own; left alone")
+            continue
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror}")
+    return problems
+
+
+def processes_in_group(pgid):
+    """PIDs whose process group is ``pgid`` (read from /proc, no signals sent)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = stat_fields(entry)   # state ppid pgrp ...
+            if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+                pids.append(int(entry))
+    return pids
+
+
 def kill_and_wait(pids, timeout=5.0):
-    """SIGKILL the given {pid: start_time} and wait until they are gone."""
+    """SIGKILL the given {pid: start_time} and wait until they are gone.
+
+    A pid that leads its own process group (a node shell: ``mnexec -d``; the
+    User-Mode Linux kernel) takes its whole group with it: a guest's processes
+    are host processes in UML's group, and not all of them show the label.
+    """
     from wirelab.proc import wait_until
+    groups = set()
     for pid, start in pids.items():
         if alive(pid, start):
+            fields = stat_fields(pid)
+            leader = fields is not None and int(fields[2]) == pid
             try:
-                os.kill(pid, signal.SIGKILL)
+                if leader:
+                    os.killpg(pid, signal.SIGKILL)
+                    groups.add(pid)
+                else:
+                    os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     def gone():
         reap_children(pids)
-        return not any(alive(p, s) for p, s in pids.items())
+        return not any(alive(p, s) for p, s in pids.items()) \
+            and not any(processes_in_group(g) for g in groups)
     wait_until(gone, timeout, what=f"processes {sorted(pids)} to exit")
 
 
@@ -163,8 +236,13 @@ def stale_runs(directory=LEDGER_DIR):
     return runs
 
 
-def clean_stale_runs(directory=LEDGER_DIR, log=None):
-    """Stop what dead runs left behind; return {run_id: number of processes killed}."""
+def clean_stale_runs(directory=LEDGER_DIR, log=None, unledgered=True):
+    """Stop what dead runs left behind; return {run_id: number of processes killed}.
+
+    ``unledgered``: also stop labelled processes whose run has no ledger in
+    ``directory`` (its ledger was lost). Only right for the machine's real
+    ledger folder: with any other, every live run would look ledgerless.
+    """
     cleaned = {}
     runs = stale_runs(directory)
     by_label = labelled_pids()
@@ -174,7 +252,7 @@ def clean_stale_runs(directory=LEDGER_DIR, log=None):
     if os.path.isdir(directory):
         known = {n[:-5] for n in os.listdir(directory) if n.endswith(".json")}
     stale_ids = {run_id for run_id, _ in runs}
-    for label in sorted(set(by_label.values()) - known - stale_ids):
+    for label in sorted(set(by_label.values()) - known - stale_ids) if unledgered else ():
         runs.append((label, {}))
     for run_id, data in runs:
         pids = {int(p): s for p, s in data.get("pids", {}).items()}
@@ -189,11 +267,20 @@ def clean_stale_runs(directory=LEDGER_DIR, log=None):
             if log:
                 log(f"stale run {run_id}: {exc}")
             continue
+        # Only now: a process of the run might still have been writing there.
+        problems = remove_folders(data.get("folders", []))
+        if problems:
+            if log:
+                log(f"stale run {run_id}: " + "; ".join(problems))
+            if any("left alone" not in p for p in problems):
+                continue   # keep the ledger for the next clean-up
         try:
             os.unlink(os.path.join(directory, f"{run_id}.json"))
         except FileNotFoundError:
             pass
         cleaned[run_id] = len(live)
         if log:
-            log(f"cleaned stale run {run_id}: {len(live)} processes stopped")
+            folders = len(data.get("folders", []))
+            log(f"cleaned stale run {run_id}: {len(live)} processes stopped"
+                + (f", {folders} folder(s) removed" if folders else ""))
     return cleaned

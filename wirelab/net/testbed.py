@@ -14,27 +14,21 @@ waits until no process of the run is left. Only then does it return.
 """
 
 import contextlib
-import datetime
 import ipaddress
 import os
 import resource
-import secrets
 import signal
 import subprocess
 import sys
 
 from wirelab.errors import ConfigError, Interrupted
 from wirelab.impair.impairments import Impairments
-from wirelab.net.runledger import LABEL, RunLedger, clean_stale_runs, kill_and_wait, labelled_pids, proc_start_time
+from wirelab.net.runledger import (LABEL, RunLedger, clean_stale_runs, kill_and_wait, labelled_pids,
+                                   new_run_id, proc_start_time)
 from wirelab.net.netns import iproute
 from wirelab.proc import popen as _popen
 from wirelab.proc import run as _run
 from wirelab.proc import wait_until
-
-
-def new_run_id():
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 @contextlib.contextmanager
@@ -140,8 +134,8 @@ class Testbed:
 
     def _build(self):
         from mininet.net import Mininet
-        from mininet.node import Host as MnHost
         from mininet.link import Link
+        from wirelab.net.nodes import MininetHost
         # Mininet.init() would raise machine-wide sysctls (fixLimits) and never
         # restore them; we only need more file descriptors in this process.
         Mininet.inited = True
@@ -149,7 +143,7 @@ class Testbed:
         want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
         if soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        self.net = Mininet(topo=None, controller=None, host=MnHost, link=Link,
+        self.net = Mininet(topo=None, controller=None, host=MininetHost, link=Link,
                            build=False, autoSetMacs=False)
         self.log(f"run {self.run_id}: building {type(self.topo).__name__} "
                  f"({len(self.topo.nodes())} nodes, {len(self.topo.links())} links)")

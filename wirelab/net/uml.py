@@ -36,7 +36,8 @@ import time
 
 from wirelab.errors import MissingToolError, WirelabError
 from wirelab.net.kernel import has_sch_netem  # noqa: F401  (the probe lives in kernel.py)
-from wirelab.net.runledger import stat_fields
+from wirelab.net.runledger import (LABEL, OWNED_FOLDER_DIR, RunLedger, labelled_pids, new_run_id,
+                                   processes_in_group)
 from wirelab.proc import wait_until
 
 UML_PACKAGE = "user-mode-linux"
@@ -233,17 +234,6 @@ def default_env():
     }
 
 
-def processes_in_group(pgid):
-    """PIDs whose process group is ``pgid`` (read from /proc, no signals sent)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = stat_fields(entry)   # state ppid pgrp ...
-            if fields and len(fields) > 2 and int(fields[2]) == pgid:
-                pids.append(int(entry))
-    return pids
-
-
 def _kill_group(proc):
     """SIGKILL UML's process group, reap UML, and wait for the group to vanish."""
     try:
@@ -378,8 +368,18 @@ def run_in_uml(argv, *, cwd, writable=(), env=None, timeout, mem="2G",
     out_fd = _fileno(stdout, sys.stdout, 1)
     err_fd = _fileno(stderr, sys.stderr, 2)
 
-    ctl = tempfile.mkdtemp(prefix="wirelab-uml-", dir="/tmp")
+    # The control folder belongs to a run ledger, recorded before it exists:
+    # if we are killed (SIGKILL) the next Testbed or ``python -m
+    # wirelab.net.clean`` removes it and stops the guest.
+    run_id = new_run_id("uml-")
+    ctl = os.path.join(OWNED_FOLDER_DIR, f"wirelab-uml-{run_id}")
+    ledger = _open_ledger(run_id, ctl)
+    if ledger is not None:
+        # Every host process of the guest carries the run's label; only with
+        # a ledger, or a clean-up would take the label for a lost run's.
+        host_env[LABEL] = run_id
     try:
+        os.mkdir(ctl, 0o700)
         _check_boot_path(ctl, "control directory")
         token = secrets.token_hex(16)
         init = os.path.join(ctl, "init")
@@ -393,12 +393,31 @@ def run_in_uml(argv, *, cwd, writable=(), env=None, timeout, mem="2G",
         boot = [binary, f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
                 "ro", f"init={init}", "con=null", "con0=null,fd:1", "ssl=null",
                 "ssl0=null,fd:2", *_KERNEL_ARGS, f"wirelab_ctl={ctl}", f"wirelab_token={token}"]
-        return _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd)
+        return _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd, ledger)
     finally:
         shutil.rmtree(ctl, ignore_errors=True)
+        # The ledger goes only with everything it owns.
+        if ledger is not None and not os.path.exists(ctl) and not labelled_pids(run_id):
+            ledger.remove()
 
 
-def _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd):
+def _open_ledger(run_id, folder):
+    """A run ledger owning ``folder``, or None where /run/wirelab is not writable
+    (an unprivileged user: the folder is then only removed at normal exit)."""
+    try:
+        ledger = RunLedger(run_id)
+    except PermissionError as exc:
+        log.warning("no run ledger (%s): a killed run would leave %s behind", exc, folder)
+        return None
+    try:
+        ledger.add_folder(folder)
+    except BaseException:
+        ledger.remove()
+        raise
+    return ledger
+
+
+def _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd, ledger=None):
     began = time.monotonic()
     deadline = began + timeout
     framer = _Framer(token, out_fd, err_fd)
@@ -409,6 +428,8 @@ def _boot(boot, ctl, token, argv, timeout, host_env, out_fd, err_fd):
                             start_new_session=True)
     finished = False
     try:
+        if ledger is not None:
+            ledger.add_pid(proc.pid)
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, framer.feed)
             sel.register(proc.stderr, selectors.EVENT_READ, framer.feed_err)

@@ -1,8 +1,10 @@
 """Can this machine run the testbed? One line and a distinct exit code if not.
 
 Exit codes (also in README): 4 not root, 3 mininet missing, 5 a tool missing.
-``python -m wirelab.net.preflight`` prints a report, including whether the kernel
-has ``sch_netem`` (without it, netem work runs inside User-Mode Linux).
+Only what the code uses is checked: :data:`REQUIRED_TOOLS` (building any
+network) stop a run; :data:`FEATURE_TOOLS` are reported by ``python -m
+wirelab.net.preflight``, with whether the kernel has ``sch_netem`` (without it,
+netem work runs inside User-Mode Linux).
 """
 
 import json
@@ -12,21 +14,26 @@ import sys
 
 from wirelab.errors import MissingToolError, NotRootError, PreflightError
 
-# tool -> Debian/Ubuntu package that provides it
+# Only tools the code runs (grep for them before adding one). Each entry:
+# tool -> (Debian/Ubuntu package, what runs it).
+# Needed to build any network: require_basics() refuses to start without them.
 REQUIRED_TOOLS = {
-    "mnexec": "mininet",
-    "ip": "iproute2",
-    "tc": "iproute2",
+    "mnexec": ("mininet", "every node's shell, every command in a node (wirelab/proc.py)"),
+    "ip": ("iproute2", "Mininet creates each veth pair with 'ip link add'"),
+    "ifconfig": ("net-tools", "Mininet brings each interface up with ifconfig"),
 }
-EXPERIMENT_TOOLS = {
-    "tcpdump": "tcpdump",
-    "traceroute": "traceroute",
-    "ping": "iputils-ping",
-    "nft": "nftables",
-    "iptables": "iptables",
-    "tshark": "tshark",
-    "iperf3": "iperf3",
-    "ethtool": "ethtool",
+# Needed by one feature each: reported by 'python -m wirelab.net.preflight',
+# and the feature fails with its own one-line error where the tool is missing.
+FEATURE_TOOLS = {
+    "tcpdump": ("tcpdump", "packet captures (wirelab/observe/capture.py)"),
+    "ping": ("iputils-ping", "experiments traceroute and tcp_recovery"),
+    "traceroute": ("traceroute", "experiment traceroute"),
+    "ss": ("iproute2", "socket state on failure (wirelab/apps/runner.py, tcp_recovery)"),
+    "nft": ("nftables", "faults, nft back-end (wirelab/impair/nft.py)"),
+    "iptables-legacy-restore": ("iptables", "faults, xtables back-end (wirelab/impair/xtables.py)"),
+    "iptables-legacy-save": ("iptables", "faults, xtables back-end (wirelab/impair/xtables.py)"),
+    "tc": ("iproute2", "the sch_netem probe (wirelab/net/kernel.py)"),
+    "unshare": ("util-linux", "the sch_netem probe (wirelab/net/kernel.py)"),
 }
 
 
@@ -43,7 +50,9 @@ def mininet_importable():
 
 
 def missing_tools(tools):
-    return {tool: pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
+    """{tool: package} of the ``tools`` (a table like :data:`REQUIRED_TOOLS`) not on PATH."""
+    return {tool: entry[0] if isinstance(entry, tuple) else entry
+            for tool, entry in tools.items() if shutil.which(tool) is None}
 
 
 def require_basics(tools=None):
@@ -54,10 +63,13 @@ def require_basics(tools=None):
         raise PreflightError(
             f"the mininet Python module does not import under {sys.executable}: "
             "run 'sudo make setup' (apt package mininet, venv with --system-site-packages)")
-    missing = missing_tools(tools or REQUIRED_TOOLS)
+    tools = tools or REQUIRED_TOOLS
+    missing = missing_tools(tools)
     if missing:
         tool, pkg = next(iter(missing.items()))
-        raise MissingToolError(f"required tool '{tool}' not found: apt-get install {pkg}")
+        entry = tools[tool]
+        why = f" ({entry[1]})" if isinstance(entry, tuple) else ""
+        raise MissingToolError(f"required tool '{tool}' not found{why}: apt-get install {pkg}")
 
 
 def report():
@@ -72,7 +84,7 @@ def report():
     return {
         "root": is_root(),
         "mininet": mininet_importable(),
-        "missing_tools": missing_tools({**REQUIRED_TOOLS, **EXPERIMENT_TOOLS}),
+        "missing_tools": missing_tools({**REQUIRED_TOOLS, **FEATURE_TOOLS}),
         "sch_netem": netem,
         "user_mode_linux": shutil.which("linux.uml") is not None,
     }

@@ -54,6 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wirelab.observe.pcap.tcpflags import ACK  # noqa: E402
+
 OUT = ROOT / "tests" / "data" / "pcap"
 SNAPLEN = 96
 PORT = 5001
@@ -182,7 +184,7 @@ def _closed_both_ways(path: Path) -> bool:
         if fl & 1:
             fins += 1
             after = False
-        elif fins >= 2 and fl & 0x10:
+        elif fins >= 2 and fl & ACK:
             after = True
     return fins >= 2 and after
 

@@ -152,10 +152,22 @@ def test_reordering_counts_only_late_packets():
 
 
 def test_non_capture_is_refused(tmp_path):
+    from wirelab.errors import WirelabError
     p = tmp_path / "x.pcap"
     p.write_bytes(b"not a capture at all")
-    with pytest.raises(L.LedgerError):
+    with pytest.raises(L.LedgerError, match=r"x.pcap: not a pcap or pcapng file \(magic 0x6e6f7420\)$") as e:
         L.read_packets(str(p))
+    assert isinstance(e.value, WirelabError) and e.value.exit_code == 2
+
+
+def test_gzip_and_pcapng_captures_give_the_same_packets(tmp_path):
+    """The ledger reads through the house reader: any format it knows."""
+    import gzip
+    p = tmp_path / "up.gz"
+    with open(UP, "rb") as f:
+        p.write_bytes(gzip.compress(f.read()))
+    assert L.read_packets(str(p)) == L.read_packets(UP)
+    assert not hasattr(L, "flag_names")  # one name, one concept: tcpflags.letters
 
 
 # --------------------------------------------------------------- rate statistics

@@ -172,14 +172,19 @@ def test_stale_ledger_detection(tmp_path):
 
 
 def test_suite_table_and_report(tmp_path):
-    out = tmp_path / "routing"
-    out.mkdir()
+    from wirelab.experiment import report
+    out = tmp_path / "results" / "routing" / "T"
+    out.mkdir(parents=True)
     (out / "metrics.json").write_text(json.dumps({
         "status": "fail", "claims": [{"name": "a", "ok": True}, {"name": "b", "ok": False}]}))
-    row = suite.summarise("routing", str(out), 7, 3.2)
-    assert (row["claims_passed"], row["claims_total"], row["failed_claims"]) == (1, 2, ["b"])
-    assert "routing" in suite.table([row])
-    assert "| b | FAIL |" in suite.report_markdown([row], "STAMP")
+    row = report.ExperimentResult.from_run("routing", str(out), 7, 3.2, str(tmp_path))
+    assert (row.claims_passed, row.claims_total, row.failed_claims) == (1, 2, ["b"])
+    assert row.results == os.path.join("results", "routing", "T")
+    assert "routing" in report.table([row])
+    report_dir = tmp_path / "results" / "report" / "T"
+    report_dir.mkdir(parents=True)
+    assert "| b | FAIL |" in report.render_markdown([row], "STAMP", str(report_dir))
+    assert suite.build_parser().parse_args(["--only", "routing"]).only == ["routing"]
 
 
 @pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant not installed (Ubuntu 24.04 has no package)")
@@ -188,7 +193,8 @@ def test_vagrantfile_validates():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     text = open(os.path.join(REPO, "Vagrantfile")).read()
-    assert "scripts/setup.sh" in text and "jammy" in text
+    assert "scripts/setup.sh" in text and 'config.vm.box = "debian/bookworm64"' in text
+    assert "ubuntu/jammy64" in text   # the documented, untested alternative
 
 
 def test_scripts_have_help():

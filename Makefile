@@ -1,16 +1,18 @@
-# wirelab: run as root (sudo make <target>). `make help` lists the targets.
+# wirelab: run as root (in a root shell, or sudo make <target>). `make help` lists the targets.
+# Once set up, every target but setup/test/unit/validate-vagrant is also a `wirelab` subcommand.
 SHELL := /bin/bash
 PY := .venv/bin/python
+WIRELAB := .venv/bin/wirelab
 
-.PHONY: help setup demo test unit clean-net bench routing traceroute tcp_recovery preflight validate-vagrant clean
+.PHONY: help setup demo test unit clean-net bench routing traceroute tcp_recovery preflight report validate-vagrant clean
 
 help:  ## list the targets
 	@awk -F":.*## " '/^[a-z_-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup:  ## install apt packages and the pinned Python venv (.venv); idempotent
+setup:  ## install apt packages, the pinned Python venv (.venv) and the wirelab command; idempotent
 	@bash scripts/setup.sh
 
-demo:  ## the main job: every experiment on its default topology, then a report under results/
+demo:  ## the main job (wirelab suite): every experiment, then results/report/<time>/index.html
 	@bash scripts/demo.sh
 
 test: ## set up, then run all tests (netem tests inside User-Mode Linux if the kernel lacks sch_netem)
@@ -19,30 +21,34 @@ test: ## set up, then run all tests (netem tests inside User-Mode Linux if the k
 unit: .venv/bin/python  ## only the unit tests (no root needed once set up)
 	$(PY) -m pytest tests/unit
 
-preflight: .venv/bin/python  ## can this machine run wirelab? (root, mininet, tools, sch_netem)
-	$(PY) -m wirelab.net.preflight
+preflight: $(WIRELAB)  ## can this machine run wirelab? (root, mininet, tools, sch_netem)
+	$(WIRELAB) preflight
 
-.venv/bin/python:
-	@echo "wirelab: not set up yet: run 'sudo make setup' first" >&2; exit 3
+report: $(WIRELAB)  ## render the newest results/report/<time>/ again (index.html, report.md)
+	$(WIRELAB) report
 
-clean-net:  ## remove exactly what crashed runs left behind (processes, namespaces, links)
-	@$(PY) -m wirelab.net.clean
+.venv/bin/python $(WIRELAB):
+	@echo "wirelab: not set up yet: run 'make setup' (as root) first" >&2; exit 3
+
+clean-net: $(WIRELAB)  ## remove exactly what crashed runs left behind (processes, namespaces, links)
+	@$(WIRELAB) clean
 
 bench: setup  ## benchmarks: topology start/stop vs bare Mininet, pcap analysis speed
 	$(PY) bench/bench_topology.py
 	$(PY) bench/bench_pcap.py
 
 routing: setup  ## longest-prefix match on every router of `internet`, kernel vs reference
-	./experiments/routing.py
+	$(WIRELAB) run routing
 
 traceroute: setup  ## traceroute hop lists and TTLs on `line` and `internet`
-	./experiments/traceroute.py
+	$(WIRELAB) run traceroute
 
 tcp_recovery: setup  ## TCP under loss, reordering, duplication: proof from pcaps
-	./experiments/tcp_recovery.py
+	$(WIRELAB) run tcp_recovery
 
 validate-vagrant:  ## check the Vagrantfile (no box needed)
 	vagrant validate -p
 
-clean:  ## remove results and the venv (not apt packages)
+clean:  ## remove results, the venv and this checkout's /usr/local/bin/wirelab link (not apt packages)
 	rm -rf results .venv .setup-stamp
+	@if [ "$$(readlink /usr/local/bin/wirelab)" = "$(CURDIR)/.venv/bin/wirelab" ]; then rm -f /usr/local/bin/wirelab; fi

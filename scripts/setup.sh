@@ -4,16 +4,24 @@
 # --system-site-packages, so Debian's/Ubuntu's `mininet` module imports, holding
 # the pinned packages of requirements.txt.
 #
+# Then the `wirelab` command: .venv/bin/wirelab, linked as /usr/local/bin/wirelab.
+#
 # Used by `make setup` (and so by `make demo`, `make test`, .ci/run) and by the
-# Vagrantfile. Works on Debian 12 and Ubuntu 22.04 / 24.04. Run as root.
+# Vagrantfile. Works on Debian 12 and Ubuntu 22.04 / 24.04. Run as root (in a
+# root shell, or through sudo: it asks sudo itself when there is one).
 # A second run with nothing changed does no work (stamp file .setup-stamp).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
+# Root is needed (apt, /usr/local/bin). In a root shell, go on; otherwise ask
+# sudo, when there is one (a minimal Debian has none).
 if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: must run as root (try: sudo make setup)" >&2
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo bash "$here/scripts/setup.sh" "$@"
+    fi
+    echo "setup: must run as root, and there is no sudo: run it in a root shell (su -)" >&2
     exit 4
 fi
 
@@ -38,12 +46,48 @@ APT_PACKAGES=(
     make
 )
 
+# The `wirelab` command: .venv/bin/wirelab, a small script run by the venv's
+# python that imports wirelab.cli from this checkout (found from the script's
+# own real path), linked as /usr/local/bin/wirelab so that root's PATH (and
+# sudo's secure_path) has it. Cheap and idempotent: run on every setup.
+LINK=/usr/local/bin/wirelab
+COMPLETION=/etc/bash_completion.d/wirelab
+install_command() {
+    local wrapper=.venv/bin/wirelab want
+    want="#!$here/.venv/bin/python
+# The wirelab command (written by scripts/setup.sh): wirelab.cli of the checkout
+# this venv lives in, also when called through the $LINK link.
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
+from wirelab.cli import main
+sys.exit(main())"
+    if [ ! -x "$wrapper" ] || [ "$(cat "$wrapper")" != "$want" ]; then
+        printf '%s\n' "$want" > "$wrapper.tmp" && chmod 755 "$wrapper.tmp" && mv -f "$wrapper.tmp" "$wrapper"
+    fi
+    # Replace only a missing link, or one to another checkout's command.
+    if [ ! -e "$LINK" ] && [ ! -L "$LINK" ] || { [ -L "$LINK" ] && [[ "$(readlink "$LINK")" == */.venv/bin/wirelab ]]; }; then
+        if [ "$(readlink "$LINK" || true)" != "$here/$wrapper" ]; then
+            mkdir -p "$(dirname "$LINK")"
+            ln -sfn "$here/$wrapper" "$LINK"
+            echo "setup: $LINK -> $here/$wrapper"
+        fi
+    else
+        echo "setup: $LINK exists and is not a wirelab link: left alone (use $here/$wrapper)" >&2
+    fi
+    if [ -d "$(dirname "$COMPLETION")" ] && { [ ! -f "$COMPLETION" ] || [ "${1:-}" = fresh ]; }; then
+        "$wrapper" completion bash > "$COMPLETION.tmp" && mv -f "$COMPLETION.tmp" "$COMPLETION" \
+            || { rm -f "$COMPLETION.tmp"; echo "setup: no bash completion written" >&2; }
+    fi
+}
+
 # The stamp records what was installed; any change to this script or to
-# requirements.txt, or a missing venv, triggers a new run.
-stamp_value=$( { cat "$0" requirements.txt; /usr/bin/python3 --version 2>&1 || true; } | sha256sum | cut -d' ' -f1)
+# requirements.txt, a moved checkout, or a missing venv, triggers a new run.
+stamp_value=$( { cat "$0" requirements.txt; echo "$here"; /usr/bin/python3 --version 2>&1 || true; } | sha256sum | cut -d' ' -f1)
 if [ -f .setup-stamp ] && [ "$(cat .setup-stamp)" = "$stamp_value" ] && [ -x .venv/bin/python ] \
    && .venv/bin/python -c 'import mininet.net, pyroute2, scapy, pytest' 2>/dev/null; then
-    echo "setup: up to date (.venv and apt packages already installed)"
+    install_command
+    echo "setup: up to date (.venv, apt packages and the wirelab command already installed)"
     exit 0
 fi
 
@@ -77,5 +121,6 @@ echo "setup: installing pinned Python packages into .venv"
 
 .venv/bin/python -c 'import mininet.net, pyroute2, scapy, pytest, dpkt, numpy, matplotlib' \
     || { echo "setup: the venv does not import its packages" >&2; exit 1; }
+install_command fresh
 echo "$stamp_value" > .setup-stamp
 echo "setup: done ($(.venv/bin/python --version), mininet $(.venv/bin/python -c 'import mininet.net as m; print(m.VERSION)'))"

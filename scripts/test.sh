@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The test command (`sudo make test`, .ci/run): set up, then run every test.
+# The test command (`make test`, .ci/run): set up, then run every test.
+# As root: bash scripts/test.sh; otherwise: sudo bash scripts/test.sh (or plain
+# bash scripts/test.sh: it asks sudo itself when there is one).
 #
 # 1. All tests on this kernel: unit tests, integration tests as root. Tests
 #    marked `netem` skip themselves when the kernel has no sch_netem.
@@ -8,10 +10,28 @@
 # Extra arguments go to pytest. Exit status: non-zero if either part failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo bash "$here/scripts/test.sh" "$@"
+    fi
+    echo "test: must run as root, and there is no sudo: run it in a root shell (su -)" >&2
+    exit 4
+fi
 cd "$here"
 
 bash scripts/setup.sh || exit $?
 PY=.venv/bin/python
+
+# Only the tests need a browser: the HTML report test opens the report in
+# headless Chromium. Debian's package (Ubuntu has only a snap, which does not
+# run here: that test then skips and says why).
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "test: installing chromium (the HTML report's browser test)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get install -y -q --no-install-recommends chromium >/dev/null \
+        || { timeout 300 apt-get update -q >/dev/null && timeout 600 apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+        || echo "test: could not install chromium: the HTML report's browser test will skip" >&2
+fi
 
 status=0
 "$PY" -m pytest "$@"

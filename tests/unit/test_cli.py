@@ -347,3 +347,32 @@ def test_topo_sigterm_at_the_prompt_removes_the_network(host_state):
     assert child.returncode == 143, text
     assert "wirelab topo: interrupted by SIGTERM; network removed" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("script", ["setup.sh", "demo.sh", "test.sh"])
+def test_scripts_without_root_use_sudo_or_say_why(script):
+    """README's commands: a user shell asks sudo when there is one, else one line
+    and exit 4 (a root shell on a minimal Debian has no sudo and needs none)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    import tempfile
+    fake = tempfile.mkdtemp(prefix="wirelab-fake-sudo-")   # tmp_path is root's only (0700)
+    try:
+        os.chmod(fake, 0o755)
+        with open(os.path.join(fake, "sudo"), "w") as f:
+            f.write('#!/bin/sh\necho "sudo $*"\n')
+        os.chmod(os.path.join(fake, "sudo"), 0o755)
+        path = os.path.join(REPO, "scripts", script)
+        as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "bash", path, "--x"]
+        done = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == 4
+        assert done.stderr == (f"{script[:-3]}: must run as root, and there is no sudo: "
+                               "run it in a root shell (su -)\n")
+        done = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30,
+                              env={"PATH": f"{fake}:/usr/bin:/bin"})
+        assert done.returncode == 0 and done.stdout == f"sudo bash {path} --x\n", done.stderr
+    finally:
+        shutil.rmtree(fake)

@@ -344,7 +344,7 @@ def _experiment_html(i, r, report_dir):
         out.append("<table class=\"claims\"><tr><th>claim</th><th>result</th><th>measured</th>"
                    "<th>expected</th><th>tolerance</th><th>evidence</th></tr>")
         for c in r.claims:
-            out.append(f'<tr class="{"pass" if c.ok else "fail"}"><td>{esc(c.name)}</td>'
+            out.append(f'<tr class="claim {"pass" if c.ok else "fail"}"><td>{esc(c.name)}</td>'
                        f'<td>{_badge("pass" if c.ok else "fail")}</td>'
                        f"<td>{_value_html(c.measured)}</td><td>{_value_html(c.expected)}</td>"
                        f"<td>{_value_html(c.tolerance)}</td><td>{_value_html(c.evidence)}</td></tr>")

@@ -88,11 +88,17 @@ def my_ledgers():
     return mine
 
 
-def test_normal_uml_run_leaves_nothing():
-    before = owned_folders()
+def test_normal_uml_run_leaves_nothing(monkeypatch):
+    made = []
+    def recorded(prefix=""):
+        made.append(runledger.new_run_id(prefix))
+        return made[-1]
+    monkeypatch.setattr(uml, "new_run_id", recorded)
     with open(os.devnull, "w") as devnull:
         status = uml.run_in_uml(["true"], cwd=REPO, timeout=BOOT_DEADLINE_S,
                                 stdout=devnull, stderr=devnull)
-    assert status == 0
-    assert owned_folders() <= before, f"left behind: {sorted(owned_folders() - before)}"
+    assert status == 0 and len(made) == 1
+    run_id = made[0]
+    assert f"wirelab-{run_id}" not in owned_folders(), "the control folder was left behind"
+    assert not os.path.exists(os.path.join(runledger.LEDGER_DIR, f"{run_id}.json"))
     assert my_ledgers() == [], "ledger left behind"

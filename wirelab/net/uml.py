@@ -372,7 +372,7 @@ def run_in_uml(argv, *, cwd, writable=(), env=None, timeout, mem="2G",
     # if we are killed (SIGKILL) the next Testbed or ``python -m
     # wirelab.net.clean`` removes it and stops the guest.
     run_id = new_run_id("uml-")
-    ctl = os.path.join(OWNED_FOLDER_DIR, f"wirelab-uml-{run_id}")
+    ctl = os.path.join(OWNED_FOLDER_DIR, f"wirelab-{run_id}")   # /tmp/wirelab-uml-<time>-<hex>
     ledger = _open_ledger(run_id, ctl)
     if ledger is not None:
         # Every host process of the guest carries the run's label; only with

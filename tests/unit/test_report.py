@@ -63,7 +63,7 @@ def test_html_escapes_every_value(tree):
     assert f"escaped {fake_results.NASTY}" in text       # the browser shows the original text
     assert set(parsed.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p",
                                 "code", "table", "tr", "th", "td", "a", "span", "section", "details",
-                                "summary", "pre", "figure", "img", "figcaption"}
+                                "summary", "pre", "figure", "img", "figcaption", "strong"}
 
 
 def test_every_claim_row_and_failed_rows_highlighted(tree):
@@ -139,6 +139,20 @@ def test_markdown_escaped_and_links_plots(tree):
     assert "<script>" not in md and "&lt;script&gt;" in md
     assert "![lpm.png](../../routing/20250101T000000Z/lpm.png)" in md
     assert "| TTL at receiver | FAIL | 61 | 60 | 0 |" in md
+
+
+def test_long_folder_lists_start_folded(tmp_path):
+    report_dir = fake_results.make_tree(str(tmp_path))
+    stamp, results = report.load_summary(report_dir)
+    assert "<details open><summary><strong>Cases and captures</strong>: 2 folders, 2 captures" in \
+        report.render_html(results, stamp, report_dir)
+    folder = report.experiment_folder(results[0], report_dir)
+    for i in range(report.OPEN_FOLDER_ROWS):
+        os.makedirs(os.path.join(folder, "many", str(i)))
+        open(os.path.join(folder, "many", str(i), "x.pcap"), "wb").close()
+    page = report.render_html(results, stamp, report_dir)
+    assert f"<details><summary><strong>Cases and captures</strong>: {report.OPEN_FOLDER_ROWS + 2} folders" in page
+    assert 'href="../../routing/20250101T000000Z/many/11/x.pcap"' in page
 
 
 def test_missing_folder_and_broken_png_do_not_stop_the_page(tmp_path):

@@ -26,6 +26,8 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz")
 # A claim value longer than this is shown shortened, the whole of it folded
 # below (a tcp_recovery "measured" can be a dict of 20 figures).
 INLINE_VALUE_CHARS = 120
+# Up to this many case/capture folders are listed open; more start folded.
+OPEN_FOLDER_ROWS = 12
 
 
 @dataclasses.dataclass
@@ -360,7 +362,11 @@ def _experiment_html(i, r, report_dir):
         out.append(f'<figure><img src="{uri}" alt="{esc(rel)}">'
                    f"<figcaption>{esc(rel)}</figcaption></figure>")
     if contents.groups:
-        out.append("<h3>Cases and captures</h3>")
+        n_captures = sum(len(captures) for _, _, captures in contents.groups)
+        # A long list (routing has one folder per router and prefix) starts folded.
+        opened = " open" if len(contents.groups) <= OPEN_FOLDER_ROWS else ""
+        out.append(f"<details{opened}><summary><strong>Cases and captures</strong>: {len(contents.groups)} "
+                   f"folders, {n_captures} captures</summary>")
         out.append("<table class=\"files\"><tr><th>folder</th><th>captures</th></tr>")
         for rel, is_case, captures in contents.groups:
             d = os.path.join(folder, rel)
@@ -371,6 +377,6 @@ def _experiment_html(i, r, report_dir):
             links = ", ".join(f'<a href="{href(p, report_dir)}">{esc(os.path.basename(p))}</a> '
                               f'<span class="muted">{_size(p)}</span>' for p in captures)
             out.append(f"<tr><td>{cell}</td><td>{links}</td></tr>")
-        out.append("</table>")
+        out.append("</table></details>")
     out.append("</section>")
     return out

@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.join(REPO, "experiments"))
 
 from tcp_recovery import TcpRecovery, TcpRecoveryParams  # noqa: E402
 
+from wirelab.experiment.core import reverify  # noqa: E402
+
 
 def _run(tmp_path, **params):
     exp = TcpRecovery(TcpRecoveryParams(**params), out_dir=str(tmp_path / "run"))
@@ -29,6 +31,10 @@ def _run(tmp_path, **params):
     with open(exp.path("metrics.json")) as f:
         metrics = json.load(f)
     failed = [c.line() for c in claims if not c.ok]
+    # verify is a function of the folder: checked again from disk, the same claims.
+    _, again, saved = reverify(exp.out_dir)
+    assert [c.to_dict() for c in again] == [c.to_dict() for c in claims] == \
+        [c.to_dict() for c in saved]
     return exp, claims, metrics, failed
 
 
@@ -45,7 +51,7 @@ def test_loss_reorder_duplicate_are_hidden_and_proved(tmp_path):
         assert f"{scenario}: every dropped data segment was retransmitted and delivered (ledger)" in names
         assert any(n.startswith(f"{scenario}: measured") for n in names)
         assert f"{scenario}: one-way delay across the link is the configured delay" in names
-        for f in ("up.pcap", "down.pcap", "rcv.pcap", "ledger.json", "run.json", "time_sequence.png"):
+        for f in ("up.pcap", "down.pcap", "rcv.pcap", "ledger.json", "case.json", "time_sequence.png"):
             assert os.path.exists(exp.path("scenarios", scenario, f)), f
     # These claims are stated whatever the run: missing evidence fails them.
     assert "loss: losses were repaired by fast retransmission after duplicate ACKs" in names
@@ -69,16 +75,15 @@ def test_targeted_faults_show_the_exact_recovery(tmp_path):
         tmp_path, scenarios=(), faults=("nth", "synack", "fin"), bytes=300_000, nth=10)
     f = metrics["metrics"]["faults"]
     assert set(f) == {"nth", "synack", "fin"}
-    missing = {name: run["fault"]["unavailable"] for name, run in f.items()
-               if not run["fault"]["installed"]}
+    missing = {name: run["error"] for name, run in f.items() if run.get("error")}
     if missing:
-        # Skip only when the kernel has neither backend (fault.install raised
-        # FaultsUnavailableError, recorded by the run); every other failure fails.
-        assert all(u["error"] == "FaultsUnavailableError" for u in missing.values()), missing
+        # Skip only when the kernel has neither backend (install_fault raised
+        # FaultsUnavailableError, recorded in case.json); every other failure fails.
+        assert all(u["type"] == "FaultsUnavailableError" for u in missing.values()), missing
         unrelated = [line for line in failed
                      if not any(f"fault {name}: the rule was installed on r1" in line for name in missing)]
         assert not unrelated, "\n".join(unrelated)
-        pytest.skip("; ".join(f"fault {name}: {u['reason']}" for name, u in missing.items()))
+        pytest.skip("; ".join(f"fault {name}: {u['message']}" for name, u in missing.items()))
     assert not failed, "\n".join(failed)
     assert metrics["status"] == "pass"
     synack = f["synack"]["recovery"]
@@ -87,7 +92,7 @@ def test_targeted_faults_show_the_exact_recovery(tmp_path):
     # the second, backed-off one (3 s).
     assert 980 <= lo < 1000 < hi < 3000
     assert lo <= synack["recovery"]["retransmitted_after_ms"] <= hi
-    assert f["nth"]["fault"]["counts"]["dropped"] == 1
+    assert f["nth"]["fault"][0]["counters"]["dropped"] == 1
     assert f["fin"]["recovery"]["dropped"][0]["flags"].startswith("F")
     # The FIN needs a timer: never sooner than 2 x the minimum RTT (tail loss probe).
     fin = f["fin"]["recovery"]

@@ -13,6 +13,10 @@ import sys
 
 import pytest
 
+from wirelab.experiment import stats, timers
+from wirelab.experiment.tcp_claims import netem_rate_claims
+from wirelab.observe import tcp_evidence
+
 from wirelab.observe import impairment as L
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,27 +176,27 @@ def test_gzip_and_pcapng_captures_give_the_same_packets(tmp_path):
 
 # --------------------------------------------------------------- rate statistics
 def test_wilson_interval_known_values():
-    lo, hi = L.wilson_interval(10, 100, z=1.959963984540054)
+    lo, hi = stats.wilson_interval(10, 100, z=1.959963984540054)
     # Reference values (Wilson 1927; e.g. statsmodels proportion_confint method="wilson").
     assert lo == pytest.approx(0.05522, abs=1e-4)
     assert hi == pytest.approx(0.17437, abs=1e-4)
-    assert L.wilson_interval(0, 50, z=3.29)[0] == 0.0
-    assert L.wilson_interval(50, 50, z=3.29)[1] == pytest.approx(1.0)
+    assert stats.wilson_interval(0, 50, z=3.29)[0] == 0.0
+    assert stats.wilson_interval(50, 50, z=3.29)[1] == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        L.wilson_interval(1, 0)
+        stats.wilson_interval(1, 0)
 
 
 def test_false_alarm_probability_is_small_and_exact():
-    p = L.false_alarm_probability(0.02, 2000, z=L.Z_9999)
+    p = stats.false_alarm_probability(0.02, 2000, z=stats.Z_9999)
     assert 0 < p < 2e-4
     # A 95% interval on the same sample misses about 5% of the time.
-    assert 0.02 < L.false_alarm_probability(0.02, 2000, z=1.96) < 0.09
+    assert 0.02 < stats.false_alarm_probability(0.02, 2000, z=1.96) < 0.09
 
 
 def test_netem_model_of_loss_and_duplication():
-    m = L.netem_expected_rates(loss=0.1, duplicate=0.0)
+    m = stats.netem_expected_rates(loss=0.1, duplicate=0.0)
     assert m["dropped"] == pytest.approx(0.1)
-    m = L.netem_expected_rates(loss=0.1, duplicate=0.2)
+    m = stats.netem_expected_rates(loss=0.1, duplicate=0.2)
     # netem decides duplication first, then loss removes one copy.
     assert m["dropped"] == pytest.approx(0.1 * 0.8)
 
@@ -240,10 +244,10 @@ def test_none_selects_nothing_and_specs_follow_parameters():
 
 def test_binomial_below_known_values():
     # P[X < 1] = (1-p)^n; P[X < 3] for n=10, p=0.5 = (1+10+45)/1024.
-    assert L.binomial_below(1, 100, 0.02) == pytest.approx(0.98 ** 100)
-    assert L.binomial_below(3, 10, 0.5) == pytest.approx(56 / 1024)
-    assert L.binomial_below(0, 10, 0.5) == 0.0
-    assert L.binomial_below(3, 2, 0.5) == 1.0
+    assert stats.binomial_below(1, 100, 0.02) == pytest.approx(0.98 ** 100)
+    assert stats.binomial_below(3, 10, 0.5) == pytest.approx(56 / 1024)
+    assert stats.binomial_below(0, 10, 0.5) == 0.0
+    assert stats.binomial_below(3, 2, 0.5) == 1.0
 
 
 def test_mss_option_is_read_from_the_syn(tmp_path):
@@ -264,21 +268,19 @@ def test_mss_option_is_read_from_the_syn(tmp_path):
     syn, data = L.read_packets(str(path))
     assert (syn.mss, syn.tsval) == (1460, 7)
     assert data.mss is None and data.payload_len == 100   # only a SYN's option counts
-    tr = _tcp_recovery()
     synack = dataclasses.replace(syn, src=SERVER, dst=CLIENT, flags=L.SYN | L.ACK)
-    sizes = tr.segment_sizes([syn, synack, data], CLIENT)
+    sizes = tcp_evidence.segment_sizes([syn, synack, data], CLIENT)
     assert sizes == {"mss_option": 1460, "timestamps": True, "payload": 100,
-                     "payload_from_mss": 1460 - tr.TCP_TIMESTAMP_OPTION_BYTES}
+                     "payload_from_mss": 1460 - tcp_evidence.TCP_TIMESTAMP_OPTION_BYTES}
 
 
 def test_committed_captures_have_no_mss_option_but_a_payload(ledger):
-    tr = _tcp_recovery()
-    sizes = tr.segment_sizes(L.read_packets(UP), CLIENT)
+    sizes = tcp_evidence.segment_sizes(L.read_packets(UP), CLIENT)
     assert sizes["mss_option"] is None and sizes["payload"] == 100   # make_captures.MSS
 
 
 def test_tolerances_follow_the_kernel_constants():
-    tr = _tcp_recovery()
+    tr = timers
     rtt = {"min": 5.0, "max": 10.0}
     lo, hi = tr.retransmission_window_ms("synack", rtt)
     # TCP_TIMEOUT_INIT 1 s: at most a jiffy early, never as late as the
@@ -298,11 +300,21 @@ def test_tolerances_follow_the_kernel_constants():
     assert tr.owd_window_ms(20.0, None) is None
 
 
+class _Checks:
+    """The experiment's pure claim logic, on figures made up by the test."""
+
+    def __init__(self, tr, **params):
+        self.tr, self.params = tr, tr.TcpRecoveryParams(**params)
+
+    def check_rates(self, name, spec, m):
+        return netem_rate_claims(name, spec, m, [])
+
+    def check_scenario(self, name, spec, m):
+        return self.tr.TcpRecovery.check_scenario(name, spec, m, None)
+
+
 def _bare_experiment(tr, **params):
-    exp = object.__new__(tr.TcpRecovery)
-    exp.params = tr.TcpRecoveryParams(**params)
-    exp._owd_ms, exp._baseline_owd = [], None
-    return exp
+    return _Checks(tr, **params)
 
 
 def _figures_without_evidence(nbytes=1_000_000):

@@ -99,33 +99,33 @@ def capture_problems(captures):
     return out
 
 
-def captures_complete(label, captures, expected_count, evidence="tcpdump exit counters"):
+def captures_complete(title, captures, expected_count, evidence="tcpdump exit counters"):
     """tcpdump dropped nothing, every capture file parses, all were taken."""
     problems = capture_problems(captures)
     if len(captures) != expected_count:
         problems.append(f"{len(captures)} captures of {expected_count}")
-    return Claim(f"{label}: captures complete (tcpdump dropped nothing; files parse)",
-                 not problems,
+    return Claim(title, not problems,
                  measured=problems or {c["name"]: c.get("packets") for c in captures},
                  expected="0 dropped by kernel, files parse", evidence=evidence)
 
 
 def required_or_not_exercised(title, *, happened, ok_if_happened, p_miss, figures,
-                              expected, evidence, missing=None, why=""):
+                              expected, evidence, missing=None, why="", missed="did not happen"):
     """An effect the parameters make likely.
 
     ``happened``: the effect's precondition occurred (e.g. >= 3 drops);
     ``ok_if_happened``: then what must hold; ``p_miss``: the probability, by the
     parameters, that it does not occur (None: unknown). Required when
     ``p_miss < FALSE_ALARM_BUDGET``: missing it then fails. ``missing``: a
-    reason the evidence is absent (fails the claim)."""
+    reason the evidence is absent (fails the claim); ``missed``: what not
+    happening means, in the claim's words."""
     required = p_miss is not None and p_miss < FALSE_ALARM_BUDGET
     if missing:
         ok, measured = False, missing
     elif happened:
         ok, measured = ok_if_happened, figures
     elif required:
-        ok, measured = False, {**figures, "cause": f"did not happen: chance {p_miss:.1e} by the parameters"}
+        ok, measured = False, {**figures, "cause": f"{missed}: chance {p_miss:.1e} by the parameters"}
     else:
         chance = "unknown" if p_miss is None else f"{p_miss:.2f}"
         ok, measured = True, {**figures, "not exercised": f"P[not happening] = {chance} by the parameters"}

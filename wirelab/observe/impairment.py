@@ -47,7 +47,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import ipaddress
-import math
+
 import statistics
 
 import numpy as np
@@ -58,9 +58,7 @@ from wirelab.observe.pcap.reader import PcapFormatError, PcapReader
 from wirelab.observe.pcap.tcpflags import ACK, FIN, PSH, RST, SYN, letters
 
 __all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "LedgerError", "Packet", "read_packets", "build_ledger",
-           "ImpairmentLedger", "DirectionLedger", "Departure", "match_direction", "prove_recovery",
-           "wilson_interval", "false_alarm_probability", "binomial_below",
-           "netem_expected_rates", "Z_9999"]
+           "ImpairmentLedger", "DirectionLedger", "Departure", "match_direction", "prove_recovery"]
 
 M32 = 0xFFFFFFFF
 
@@ -382,73 +380,3 @@ def _a_is_before(a, b):
     if deltas:
         return statistics.median(deltas) >= 0
     return len(a) >= len(b)
-
-
-# --------------------------------------------------------------------------- rates
-#: z for a two-sided 99.99% interval: each rate check then raises a false alarm
-#: about once in 10^4 runs (the exact figure for the sample at hand comes from
-#: :func:`false_alarm_probability` and goes into the claim).
-Z_9999 = 3.890591886413112
-
-
-def wilson_interval(k, n, z=Z_9999):
-    """Wilson score interval for a binomial proportion: ``k`` successes in ``n``."""
-    if n <= 0:
-        raise ValueError("wilson_interval: n must be positive")
-    if not 0 <= k <= n:
-        raise ValueError(f"wilson_interval: k={k} outside 0..{n}")
-    phat = k / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (phat + z2 / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def false_alarm_probability(p, n, z=Z_9999):
-    """P[the Wilson interval of Binomial(n, p) draws misses the true ``p``].
-
-    Exact: the sum of the binomial probabilities of every count whose interval
-    excludes ``p``. This is the chance that a rate check fails although netem
-    did exactly what it was configured to do."""
-    if n <= 0:
-        return 0.0
-    if p <= 0.0 or p >= 1.0:
-        return 0.0
-    total = 0.0
-    lp, lq = math.log(p), math.log1p(-p)
-    lgn = math.lgamma(n + 1)
-    for k in range(n + 1):
-        lo, hi = wilson_interval(k, n, z)
-        if lo <= p <= hi:
-            continue
-        total += math.exp(lgn - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq)
-    return total
-
-
-def binomial_below(k, n, p):
-    """P[X < k] for X ~ Binomial(n, p): the chance an effect with per-packet
-    probability ``p`` shows up fewer than ``k`` times in ``n`` packets."""
-    if k <= 0:
-        return 0.0
-    if n < k:
-        return 1.0
-    if p <= 0.0:
-        return 1.0
-    if p >= 1.0:
-        return 0.0
-    lp, lq, lgn = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    return min(1.0, sum(math.exp(lgn - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
-                        for i in range(k)))
-
-
-def netem_expected_rates(loss=0.0, duplicate=0.0):
-    """Per-packet probabilities (fractions, not percent) of what netem does.
-
-    netem decides duplication first (a second copy), then loss, which removes
-    one copy; a packet vanishes only if it was lost and not duplicated. Whether
-    the second copy can be lost again depends on the kernel version (it goes
-    through the qdisc a second time in some), so the duplication rate is only
-    predicted without loss."""
-    return {"dropped": loss * (1 - duplicate),
-            "duplicated": duplicate if loss == 0 else None}

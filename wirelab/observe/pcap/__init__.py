@@ -26,11 +26,7 @@ from wirelab.observe.pcap.reader import (NotACaptureError, PcapFormatError, Pcap
 from wirelab.observe.pcap.report import (DirectionSummary, FlowSummary, Handshake, Report, Teardown,
                                          analysis_names, analyze, iter_segment_batches, iter_segments)
 
-# Old names kept for experiments/tcp_recovery.py (edited elsewhere); use the new ones.
-flags = analysis
-flag_names = analysis_names
-
 __all__ = ["analyze", "iter_segment_batches", "iter_segments", "analysis_names", "Report",
            "FlowSummary", "DirectionSummary", "Handshake", "Teardown", "PcapFormatError",
            "NotACaptureError", "PcapReader", "iter_frames", "count_packets", "SEGMENT_DTYPE",
-           "analysis", "tcpflags", "flags", "flag_names"]
+           "analysis", "tcpflags"]

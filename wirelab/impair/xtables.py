@@ -38,7 +38,7 @@ _CHAIN_MAX = 28
 MAX_FAULTS = 100
 #: Tables tried in order, with the built-in chains that see every packet the
 #: node receives or sends. raw runs before conntrack; the others after it.
-_TABLES = (("raw", ("PREROUTING", "OUTPUT")),
+_HOOK_TABLES = (("raw", ("PREROUTING", "OUTPUT")),
            ("mangle", ("PREROUTING", "OUTPUT")),
            ("filter", ("INPUT", "FORWARD", "OUTPUT")))
 _TOOLS = {4: ("iptables-legacy-restore", "iptables-legacy-save"),
@@ -86,7 +86,7 @@ class XtTable:
         if family in self.families:
             return
         problems = []
-        for table, hooks in _TABLES:
+        for table, hooks in _HOOK_TABLES:
             try:
                 self._restore(family, table, [f":{self.name} - [0:0]"]
                               + [f"-I {hook} 1 -j {self.name}" for hook in hooks])

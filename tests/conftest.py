@@ -37,7 +37,7 @@ def _kernel_has_netem():
     if not is_root():
         return False
     try:
-        from wirelab.net.uml import has_sch_netem
+        from wirelab.net.kernel import has_sch_netem
     except ImportError:
         return False
     try:

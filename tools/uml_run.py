@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wirelab.net import uml  # noqa: E402  (after the sys.path change above)
+from wirelab.net.kernel import has_sch_netem  # noqa: E402
 from wirelab.errors import Interrupted, WirelabError  # noqa: E402
 
 # Passed from the caller's environment into the guest (the rest is not: the
@@ -63,7 +64,7 @@ def parse_env(text):
 def banner():
     """One line saying why and where the command runs."""
     try:
-        reason = "" if uml.has_sch_netem() else "this kernel has no sch_netem; "
+        reason = "" if has_sch_netem() else "this kernel has no sch_netem; "
     except (PermissionError, WirelabError):
         reason = ""
     return f"wirelab: {reason}running inside User-Mode Linux (linux.uml {uml.uml_version()})"

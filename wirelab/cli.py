@@ -21,7 +21,6 @@ unexpected errors.
 
 import argparse
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -29,12 +28,6 @@ import sys
 from wirelab.errors import ConfigError, Interrupted, VerificationError, WirelabError
 
 PROG = "wirelab"
-
-
-class NotReverifiableError(WirelabError):
-    """An experiment whose verify still reads the live run, not the folder."""
-
-    exit_code = 1
 
 
 # -- the subcommands: each parses its own arguments ---------------------------------------
@@ -71,11 +64,6 @@ def cmd_run(argv, prog):
     return core.main(cls, rest, prog=f"{prog} {name}")
 
 
-def _is_legacy(cls):
-    """True while an experiment's verify is an instance method reading the live run."""
-    return not inspect.ismethod(cls.verify)
-
-
 def _canonical(claim):
     from wirelab.experiment.evidence import to_jsonable
     return json.dumps(to_jsonable(claim.to_dict()), sort_keys=True)
@@ -101,9 +89,6 @@ def cmd_verify(argv, prog):
     if not head.experiment:
         raise EvidenceError(f"{folder}: params.json names no experiment")
     cls = registry.load(head.experiment)
-    if _is_legacy(cls):
-        raise NotReverifiableError(f"{folder}: {cls.name}'s verify still reads the live run, "
-                                   "not the results folder: it cannot be re-verified yet")
     try:
         cls, claims, saved = reverify(folder)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

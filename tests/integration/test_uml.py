@@ -139,7 +139,8 @@ class TestInGuest:
         argv = guest_python(tmp_path, """
             import json, subprocess
             from pyroute2 import IPRoute
-            from wirelab.net.uml import has_sch_netem, in_uml
+            from wirelab.net.kernel import has_sch_netem
+            from wirelab.net.uml import in_uml
             with IPRoute() as ipr:
                 ipr.link("add", ifname="wla", kind="veth", peer="wlb")
                 subprocess.run(["tc", "qdisc", "add", "dev", "wla", "root", "netem",

@@ -45,27 +45,6 @@ class Fake(Experiment):
                 Claim("<b>sizes</b> kept", True, measured=list(ev.params.sizes), evidence="params.json")]
 '''
 
-LEGACY_EXPERIMENT = '''
-import dataclasses
-from wirelab.experiment.core import Claim, Experiment
-
-
-@dataclasses.dataclass(frozen=True)
-class OldParams:
-    n: int = 1
-
-
-class Old(Experiment):
-    """Verifies from memory (not yet converted)."""
-    name = "old"
-    Params = OldParams
-
-    def run(self):
-        self.seen = 1
-
-    def verify(self):
-        return [Claim("seen", self.seen == 1)]
-'''
 
 
 def wirelab(*args, cwd=REPO, timeout=60):
@@ -82,15 +61,13 @@ def one_line_error(done, prefix):
 
 @pytest.fixture
 def experiments_dir(tmp_path, monkeypatch):
-    """An experiments/ folder with a converted fake and a legacy one."""
+    """An experiments/ folder with a fake experiment."""
     d = tmp_path / "experiments"
     d.mkdir()
     (d / "fake.py").write_text(FAKE_EXPERIMENT)
-    (d / "old.py").write_text(LEGACY_EXPERIMENT)
     monkeypatch.setattr(registry, "EXPERIMENTS_DIR", str(d))
     yield d
-    for name in ("fake", "old"):
-        sys.modules.pop(f"wirelab_experiments.{name}", None)
+    sys.modules.pop("wirelab_experiments.fake", None)
 
 
 def fake_run(tmp_path, name="fake", **params):
@@ -181,14 +158,11 @@ def test_verify_failing_claim_exit_7_and_difference(tmp_path, experiments_dir, c
     ("empty", 9, "params.json: missing from the results folder"),
     ("garbage", 9, "params.json: cannot read"),
     ("unknown", 2, "unknown experiment 'nosuch'"),
-    ("legacy", 1, "old's verify still reads the live run"),
     ("broken", 9, "fake cannot verify this folder: KeyError"),
 ])
 def test_verify_bad_folder_one_line(tmp_path, experiments_dir, capsys, case, code, message):
     folder = tmp_path / case
-    if case == "legacy":
-        folder = fake_run(tmp_path, "old")
-    elif case == "broken":
+    if case == "broken":
         folder = fake_run(tmp_path)
         (folder / "run.json").write_text("{}")
     elif case != "missing":
@@ -298,11 +272,7 @@ def test_verify_a_real_results_folder():
     folders = _newest_real_folders()
     if not folders:
         pytest.skip("no real results folder under results/: run 'wirelab suite' (bash scripts/demo.sh) first")
-    converted = {n: f for n, f in folders.items() if not cli._is_legacy(registry.load(n))}
-    if not converted:
-        pytest.skip(f"results exist for {', '.join(folders)}, but none of these experiments verifies "
-                    "from its folder yet (being converted)")
-    for name, folder in converted.items():
+    for name, folder in folders.items():
         done = wirelab("verify", "--json", folder, timeout=600)
         saved = json.loads(open(os.path.join(folder, "metrics.json")).read())
         assert done.returncode == (0 if saved["status"] == "pass" else 7), done.stderr

@@ -29,7 +29,7 @@ import typing
 
 from wirelab.errors import ConfigError, Interrupted, VerificationError, WirelabError
 from wirelab.experiment.claims import Claim, short
-from wirelab.experiment.evidence import Evidence, params_from_dict, to_jsonable, write_json  # noqa: F401
+from wirelab.experiment.evidence import Evidence, write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_ROOT = os.path.join(REPO, "results")
@@ -74,7 +74,6 @@ class Experiment:
         self.claims = []
         self.stack = contextlib.ExitStack()
         self._run_record = {"cases": []}
-        self.metrics = {}   # TRANSITION: legacy experiments only
 
     def path(self, *parts):
         return os.path.join(self.out_dir, *parts)
@@ -128,14 +127,11 @@ class Experiment:
             finally:
                 self.teardown()
             ev = Evidence(self.out_dir, self.Params, writable=True)
-            if _LEGACY(self):   # TRANSITION: removed once every experiment verifies from ev
-                self.claims, figures = list(self.verify()), self.metrics
-            else:
-                self.claims = list(self.verify(ev))
-                figures = ev.metrics
+            self.claims = list(self.verify(ev))
+            figures = ev.metrics
             status = "pass" if self.claims and all(c.ok for c in self.claims) else "fail"
             try:
-                self.plot() if _LEGACY(self) else self.plot(ev)
+                self.plot(ev)
             except Exception as exc:  # a plot must not hide the verdict
                 self.log(f"plot failed: {exc}")
                 figures.setdefault("plot_errors", []).append(str(exc))
@@ -158,11 +154,6 @@ class Experiment:
                 "metrics": figures,
             })
         return self.claims
-
-
-def _LEGACY(exp):
-    import inspect
-    return not inspect.ismethod(type(exp).verify)
 
 
 def reverify(folder):
@@ -329,7 +320,8 @@ def main(cls, argv=None, prog=None):
                 return 2
             if cls.needs_netem_for(params) and not args.native:
                 from wirelab.net import uml
-                if not uml.in_uml() and not uml.has_sch_netem():
+                from wirelab.net.kernel import has_sch_netem
+                if not uml.in_uml() and not has_sch_netem():
                     return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], out)
             exp = cls(params, out_dir=out)
             exp.log(f"results -> {os.path.relpath(exp.out_dir)}")

@@ -35,7 +35,6 @@ import tempfile
 import time
 
 from wirelab.errors import MissingToolError, WirelabError
-from wirelab.net.kernel import has_sch_netem  # noqa: F401  (the probe lives in kernel.py)
 from wirelab.net.runledger import (LABEL, OWNED_FOLDER_DIR, RunLedger, labelled_pids, new_run_id,
                                    processes_in_group)
 from wirelab.proc import wait_until

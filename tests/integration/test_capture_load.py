@@ -10,13 +10,9 @@ Meanwhile h2 pings h1 every few milliseconds, so packets also arrive while the
 captures stop: those are not part of any round and must not count as lost.
 """
 
-import os
-import signal
 import subprocess
-import sys
 
 import dpkt
-import pytest
 
 from tiny_topo import H2
 
@@ -26,24 +22,6 @@ from wirelab.observe.capture import Captures
 ROUNDS = 40
 PINGS = 5
 POINTS = [("r1", "r1-eth0"), ("r1", "r1-eth1"), ("h2", "h2-eth0")]
-BUSY_LOOP = "while True: pass"
-
-
-@pytest.fixture
-def cpu_hog():
-    """A busy loop on each of (up to) two CPUs, stopped by pid afterwards."""
-    cpus = sorted(os.sched_getaffinity(0))[:2]
-    hogs = []
-    try:
-        for cpu in cpus:
-            hog = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
-            hogs.append(hog)
-            os.sched_setaffinity(hog.pid, {cpu})
-        yield [h.pid for h in hogs]
-    finally:
-        for hog in hogs:
-            hog.send_signal(signal.SIGKILL)
-            hog.wait(10)
 
 
 def h1_echoes(path):

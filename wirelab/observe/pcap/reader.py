@@ -336,8 +336,13 @@ class PcapReader:
                     if off + blen > n:
                         want = max(BLOCK_BYTES, off + blen - n)
                         break
-                    if btype == _EPB:
-                        iid, hi, lo, cap, wire = struct.unpack_from(e + "IIIII", buf, off + 8)
+                    if btype == _EPB or btype == _PB:
+                        # The same layout but for the interface id: 32 bits in an
+                        # Enhanced Packet Block, 16 (then 16 of drops) in the obsolete one.
+                        if btype == _EPB:
+                            iid, hi, lo, cap, wire = struct.unpack_from(e + "IIIII", buf, off + 8)
+                        else:
+                            iid, _drops, hi, lo, cap, wire = struct.unpack_from(e + "HHIIII", buf, off + 8)
                         lt, tps, tsoff = ifaces[iid] if iid < len(ifaces) else (-1, 1_000_000, 0)
                         offs.append(off + 28)
                         caps.append(min(cap, blen - 32))
@@ -351,14 +356,6 @@ class PcapReader:
                         caps.append(min(wire, blen - 16))
                         wires.append(wire)
                         tss.append(0)  # SPBs carry no timestamp
-                        lts.append(lt)
-                    elif btype == _PB:
-                        iid, _drops, hi, lo, cap, wire = struct.unpack_from(e + "HHIIII", buf, off + 8)
-                        lt, tps, tsoff = ifaces[iid] if iid < len(ifaces) else (-1, 1_000_000, 0)
-                        offs.append(off + 28)
-                        caps.append(min(cap, blen - 32))
-                        wires.append(wire)
-                        tss.append(_ticks_to_ns((hi << 32) | lo, tps) + tsoff * 1_000_000_000)
                         lts.append(lt)
                     elif btype == _IDB:
                         lt = struct.unpack_from(e + "H", buf, off + 8)[0]

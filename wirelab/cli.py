@@ -154,12 +154,12 @@ def cmd_pcapstat(argv, prog):
 
 def cmd_preflight(argv, prog):
     from wirelab.net import preflight
-    return preflight.main(argv)
+    return preflight.main(argv, prog=prog)
 
 
 def cmd_clean(argv, prog):
     from wirelab.net import clean
-    return clean.main(argv)
+    return clean.main(argv, prog=prog)
 
 
 def _topologies():

@@ -14,8 +14,8 @@ import sys
 from wirelab.net.runledger import LEDGER_DIR, clean_stale_runs, labelled_pids, stale_runs
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wirelab.net.clean", description=__doc__,
+def main(argv=None, prog="python -m wirelab.net.clean"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     args = parser.parse_args(argv)

@@ -90,10 +90,10 @@ def report():
     }
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m wirelab.net.preflight"):
     import argparse
     parser = argparse.ArgumentParser(
-        prog="python -m wirelab.net.preflight",
+        prog=prog,
         description="Check that this machine can run wirelab; exit non-zero with one line if not.")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

@@ -19,11 +19,11 @@ import ipaddress
 from wirelab.errors import ConfigError
 
 
-class NoRoute(LookupError):
+class NoRoute(ConfigError, LookupError):
     """A node has no route for a destination (the kernel: "Network unreachable")."""
 
 
-class RoutingLoop(LookupError):
+class RoutingLoop(ConfigError, LookupError):
     """Following next hops came back to a node already visited."""
 
 

@@ -252,6 +252,7 @@ COMMANDS = {   # name: (handler, one line for the overview)
     "preflight": (cmd_preflight, "can this machine run wirelab?"),
     "clean": (cmd_clean, "remove exactly what crashed runs left behind; root"),
     "topo": (cmd_topo, "Mininet's CLI on a topology, cleaned up on exit; root"),
+    "packet": (lambda argv, prog: importlib.import_module("wirelab.packets.cli").main(argv, prog), "scapy tools: craft, sniff, trace, handshake (root)"),
     "completion": (cmd_completion, "print a bash completion script"),
 }
 

@@ -15,6 +15,8 @@ N was lost once and TCP recovered":
   rule sees packets, not sequence numbers).
 * :class:`DropSynAck` -- the first SYN-ACK from the server port.
 * :class:`DropFirstFin` -- the first FIN in one direction.
+* :class:`DropIcmpFragNeeded` -- *every* ICMP "fragmentation needed" (IPv6:
+  "packet too big"): a path-MTU-discovery black hole (RFC 2923 sec. 2.1).
 
 A fault is a frozen, validated dataclass: it says which packets are candidates
 (as nft expressions and as xtables arguments) and which candidate to drop.
@@ -86,7 +88,16 @@ class Fault:
         raise NotImplementedError
 
     def nth_candidate(self):
+        """Which candidate to drop (1-based); None: every candidate."""
         return 1
+
+    def nft_l4proto(self):
+        """The transport protocol the hook chains jump on (nft ``meta l4proto``)."""
+        return "tcp"
+
+    def xt_l4proto(self, family):
+        """The same for iptables' ``-p`` in ``family`` (4 or 6)."""
+        return "tcp"
 
     def describe(self):
         raise NotImplementedError
@@ -241,3 +252,60 @@ class DropFirstFin(Fault):
 
     def describe(self):
         return f"drop the first FIN {self.direction.replace('_', ' ')} port {self.dport}"
+
+
+# ICMP type 3 code 4 (RFC 792, RFC 1191: the next-hop MTU in bytes 6-7) and
+# ICMPv6 type 2 (RFC 4443 sec. 3.2, the MTU in bytes 4-7).
+_NFT_TOO_BIG = {4: "icmp type destination-unreachable icmp code frag-needed",
+                6: "icmpv6 type packet-too-big"}
+_XT_TOO_BIG = {4: ["-p", "icmp", "-m", "icmp", "--icmp-type", "fragmentation-needed"],
+               6: ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", "packet-too-big"]}
+_NFT_ICMP = {4: "icmp", 6: "ipv6-icmp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DropIcmpFragNeeded(Fault):
+    """Drop *every* ICMP "fragmentation needed" (IPv4 type 3 code 4; IPv6
+    "packet too big", type 2) the node sends, forwards or receives: a path MTU
+    discovery black hole (RFC 2923 sec. 2.1).
+
+    On the router whose next hop has the smaller MTU, its output hook sees the
+    ICMP the router itself generates for a DF packet too big to forward: the
+    sender never learns the path MTU. ``src``/``dst``: optional addresses of
+    the ICMP packet (``dst``: the sender it would have told). Every candidate is
+    dropped (``nth_candidate()`` is None), so ``matched == dropped``.
+    """
+
+    src: str = None
+    dst: str = None
+
+    def __post_init__(self):
+        _address_match("saddr", self.src)
+        _address_match("daddr", self.dst)
+        self.families()
+
+    def nth_candidate(self):
+        return None
+
+    def nft_l4proto(self):
+        protos = [_NFT_ICMP[f] for f in self.families()]
+        return protos[0] if len(protos) == 1 else "{ " + ", ".join(protos) + " }"
+
+    def xt_l4proto(self, family):
+        return _NFT_ICMP[family]
+
+    def nft_candidates(self):
+        return tuple(_NFT_TOO_BIG[f] for f in self.families())
+
+    def nft_flow(self):
+        return _address_match("saddr", self.src) + _address_match("daddr", self.dst)
+
+    def xt_candidates(self, family):
+        return (_XT_TOO_BIG[family],)
+
+    def _xt_ports(self):
+        return []
+
+    def describe(self):
+        return ("drop every ICMP fragmentation-needed / packet-too-big"
+                + (f" from {self.src}" if self.src else "") + (f" to {self.dst}" if self.dst else ""))

@@ -7,6 +7,9 @@ chain, two named counters and a jump from each hook chain; the hit chain's rule
 is ``numgen inc mod 2**32-1 == N-1 drop``: ``numgen inc`` is a per-rule counter
 the kernel increments atomically each time the rule is evaluated, so only the
 N-th candidate is dropped, once (until 4 billion more packets wrap it).
+A fault whose ``nth_candidate()`` is None (``DropIcmpFragNeeded``) drops every
+candidate: its hit chain only counts and drops, no numgen. The hook chains jump
+on the fault's transport protocol (``nft_l4proto()``: tcp, or ICMP for that one).
 Removing one fault deletes only its rules (by handle), chains and counters;
 adding or removing one never disturbs another's count.
 """
@@ -71,18 +74,20 @@ class NftTable:
     def add(self, fault):
         """Write ``fault``'s rules; returns its key."""
         key = f"f{self._next}"
+        nth = fault.nth_candidate()
+        # None: every candidate is dropped, no numgen.
+        pick = "" if nth is None else f"numgen inc mod {NUMGEN_MOD} {nth - 1} "
         lines = [f"table inet {self.name} {{",
                  f"  counter {key}_matched {{ }}",
                  f"  counter {key}_dropped {{ }}",
                  f"  chain {key}_hit {{",
-                 f'    counter name "{key}_matched" numgen inc mod {NUMGEN_MOD} '
-                 f'{fault.nth_candidate() - 1} counter name "{key}_dropped" drop',
+                 f'    counter name "{key}_matched" {pick}counter name "{key}_dropped" drop',
                  "  }",
                  f"  chain {key} {{"]
         lines += [f"    {c} goto {key}_hit" for c in fault.nft_candidates()]
         lines += ["  }",
-                  f"  chain pre {{ meta l4proto tcp{fault.nft_flow()} jump {key}; }}",
-                  f"  chain out {{ meta l4proto tcp{fault.nft_flow()} jump {key}; }}",
+                  f"  chain pre {{ meta l4proto {fault.nft_l4proto()}{fault.nft_flow()} jump {key}; }}",
+                  f"  chain out {{ meta l4proto {fault.nft_l4proto()}{fault.nft_flow()} jump {key}; }}",
                   "}"]
         self._nft(["-f", "-"], input="\n".join(lines) + "\n")
         self._next += 1

@@ -18,6 +18,9 @@ nth match from its initial state, so the drop rule is latched with ``xt_recent``
 twice; and adding or removing a fault on a node where another fault has seen
 candidates but not dropped yet is refused (it would restart that fault's count).
 Install a node's faults before traffic reaches them.
+
+A fault that drops every candidate (``nth_candidate()`` None) has a plain
+``-j DROP`` second rule: no nth match, no latch.
 """
 
 import hashlib
@@ -134,13 +137,15 @@ class XtTable:
         return key
 
     def _jump(self, fault, family, cand):
-        return ["-p", "tcp", *fault.xt_flow(family), "-j", cand]
+        return ["-p", fault.xt_l4proto(family), *fault.xt_flow(family), "-j", cand]
 
     def _fault_rules(self, fault, family, cand, hit):
         latch = ["-m", "recent", "--name", hit, "--mask", _ANY[family], "--rsource"]
         lines = [f":{cand} - [0:0]", f":{hit} - [0:0]",
                  " ".join(["-A", self.name, *self._jump(fault, family, cand)])]
         lines += [" ".join(["-A", cand, *c, "-g", hit]) for c in fault.xt_candidates(family)]
+        if fault.nth_candidate() is None:   # every candidate: no nth match, no latch
+            return lines + [f"-A {hit}", f"-A {hit} -j DROP"]
         lines += [f"-A {hit}",  # counts every candidate: 'matched'
                   " ".join(["-A", hit, *latch[:2], "!", "--rcheck", *latch[2:],
                             "-m", "statistic", "--mode", "nth", "--every", str(NUMGEN_MOD),

@@ -70,7 +70,7 @@ class PacketLine:
         return dataclasses.asdict(self)
 
     def human(self):
-        """One line: ``0.000123 10.0.1.2:40000 > 10.0.2.2:80 TCP S. seq=0 ack=1 len=0 id=0 ttl=64 DF``."""
+        """One line: ``0.000123 10.0.1.2:40000 > 10.0.2.2:80 TCP [S.] seq=0 ack=1 len=0 ipid=0 ttl=64 DF``."""
         ends = (f"{self.src}:{self.sport} > {self.dst}:{self.dport}" if self.sport is not None
                 else f"{self.src} > {self.dst}")
         parts = [f"{self.rel_time:.6f}", ends, self.proto]
@@ -82,7 +82,7 @@ class PacketLine:
         if self.info:
             parts.append(self.info)
         if self.ip_id is not None:
-            parts.append(f"len={self.len} id={self.ip_id} ttl={self.ttl}")
+            parts.append(f"len={self.len} ipid={self.ip_id} ttl={self.ttl}")
             if self.frag_offset or self.mf:
                 parts.append(f"frag={self.frag_offset}" + (" MF" if self.mf else ""))
             if self.df:

@@ -38,7 +38,7 @@ def add_json(parser):
                         help="JSON lines on stdout (one object per line) instead of text")
 
 
-def require_root(prog, what):
+def require_root(what):
     """Raw sockets need root (CAP_NET_RAW); say so in one line before scapy does."""
     if os.geteuid() != 0:
         raise NotRootError(f"{what} needs root (raw sockets); run it inside an emulated host "

@@ -189,5 +189,7 @@ class RstGuard:
         return f"nft table inet {self.name}"
 
     def to_dict(self):
-        return {"backend": self.backend, "name": self.name, "rule": nft_rule(self.flow),
+        rule = (f"-t {self.xt_table} -A {self.name} " + " ".join(xt_rule(self.flow))
+                if self.backend == "iptables" else nft_rule(self.flow))
+        return {"backend": self.backend, "name": self.name, "rule": rule,
                 "rsts_suppressed": self.suppressed, "removed": self.removed}

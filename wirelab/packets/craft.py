@@ -242,4 +242,4 @@ def main(argv, prog="wirelab packet craft"):
 
 def _fields(fields):
     from wirelab.packets.describe import PacketLine
-    return PacketLine(**fields).human()
+    return PacketLine(**fields).human(absolute=True)   # the numbers chosen, as sent

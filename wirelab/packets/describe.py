@@ -69,16 +69,18 @@ class PacketLine:
     def to_dict(self):
         return dataclasses.asdict(self)
 
-    def human(self):
-        """One line: ``0.000123 10.0.1.2:40000 > 10.0.2.2:80 TCP [S.] seq=0 ack=1 len=0 ipid=0 ttl=64 DF``."""
+    def human(self, absolute=False):
+        """One line: ``0.000123 10.0.1.2:40000 > 10.0.2.2:80 TCP [S.] seq=0 ack=1 len=0 ipid=0 ttl=64 DF``.
+
+        ``absolute``: sequence and ACK numbers as on the wire, not relative."""
         ends = (f"{self.src}:{self.sport} > {self.dst}:{self.dport}" if self.sport is not None
                 else f"{self.src} > {self.dst}")
         parts = [f"{self.rel_time:.6f}", ends, self.proto]
         if self.flags is not None:
             parts.append(f"[{self.flags}]")
-            parts.append(f"seq={self.seq}")
-            if self.flags and "." in self.flags:
-                parts.append(f"ack={self.ack}" if self.ack is not None else f"ack_raw={self.ack_raw}")
+            parts.append(f"seq={self.seq_raw if absolute else self.seq}")
+            if "." in self.flags:
+                parts.append(f"ack={self.ack_raw}" if absolute or self.ack is None else f"ack={self.ack}")
         if self.info:
             parts.append(self.info)
         if self.ip_id is not None:

@@ -8,6 +8,7 @@ A capture file is read with the house reader (:mod:`wirelab.observe.pcap`:
 pcap, pcapng, gzip; a file that is not a capture is one line, exit 2).
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -39,12 +40,14 @@ class Sniffer:
 
     ``on_packet(pkt)`` is called in the capture thread for each packet.
     ``count``/``timeout`` end the capture by themselves (``done()``); leaving
-    the ``with`` block stops it in any case. Run it inside the namespace to
-    capture in (a process there, or :func:`wirelab.packets.scapyenv.entered`).
+    the ``with`` block stops it in any case. ``node``: a Mininet node (or pid)
+    whose network namespace to capture in, from this process (the capture
+    thread is started in it and stays there); default: where we are.
     """
 
-    def __init__(self, iface=None, bpf=None, count=0, timeout=None, on_packet=None):
+    def __init__(self, iface=None, bpf=None, count=0, timeout=None, on_packet=None, node=None):
         self.iface, self.bpf, self.count, self.timeout = iface, bpf, count, timeout
+        self.node = node
         self.on_packet = on_packet
         self._packets = []
         self._lock = threading.Lock()
@@ -70,10 +73,12 @@ class Sniffer:
         if self.timeout is not None:
             kwargs["timeout"] = self.timeout
         self._sniffer = AsyncSniffer(**kwargs)
-        self._sniffer.start()
+        where = scapyenv.entered(self.node) if self.node is not None else contextlib.nullcontext()
         try:
-            wait_until(lambda: self._started.is_set() or not self._sniffer.thread.is_alive(),
-                       READY_TIMEOUT_S, what="the capture to start")
+            with where:   # the thread opens its socket (and compiles the filter) in there
+                self._sniffer.start()
+                wait_until(lambda: self._started.is_set() or not self._sniffer.thread.is_alive(),
+                           READY_TIMEOUT_S, what="the capture to start")
         except BaseException:
             self.stop()
             raise
@@ -98,7 +103,8 @@ class Sniffer:
         sniffer = self._sniffer
         if sniffer is not None and sniffer.thread is not None:
             if sniffer.running and self._started.is_set():
-                sniffer.stop(join=False)
+                with contextlib.suppress(Exception):   # it may end by itself meanwhile (count)
+                    sniffer.stop(join=False)
             sniffer.thread.join(READY_TIMEOUT_S)
         return self.packets
 

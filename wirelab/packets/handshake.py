@@ -53,6 +53,8 @@ RECEIVE_WINDOW = 65535
 SYN_RTO_S = 1.0
 #: RFC 9293 3.7.1: the MSS to assume when the SYN-ACK carries none.
 DEFAULT_PEER_MSS = 536
+#: RTT samples listed in the JSON (one per ACK: a long transfer would list thousands).
+MAX_RTT_SAMPLES = 1000
 #: IPv4 and TCP headers without options.
 HEADERS = 40
 
@@ -274,7 +276,9 @@ class Client:
                          "packets_sent": self.packets_sent},
             "retransmissions": self.syn_retransmissions + retrans,
             "acks": dict(self.acks),
-            "rtt_samples": [{"time": round(t, 6), "rtt": round(r, 6)} for t, r in (s.rtt_samples if s else [])],
+            "rtt_samples": [{"time": round(t, 6), "rtt": round(r, 6)}
+                            for t, r in (s.rtt_samples[:MAX_RTT_SAMPLES] if s else [])],
+            "rtt_sample_count": len(s.rtt_samples) if s else 0,
             "srtt": s.srtt if s else None, "rto": s.rto if s else None,
             "received": {"bytes": self.received, "fin": self.server_fin},
             "times": {k: round(v, 6) for k, v in self.times.items()},

@@ -38,6 +38,7 @@ class CraftSpec:
 
     dst: str
     proto: str = "icmp"
+    src: str | None = None         # default: the address of the interface the route leaves by
     ttl: int = 64
     df: bool = False
     ip_id: int = 1
@@ -56,13 +57,16 @@ class CraftSpec:
     payload: bytes = b""
 
     def __post_init__(self):
-        try:
-            address = ipaddress.ip_address(self.dst)
-        except ValueError:
-            raise ConfigError(f"destination {self.dst!r} is not an IPv4 address "
-                              "(names are not resolved: packets stay in the emulated network)") from None
-        if address.version != 4:
-            raise ConfigError(f"destination {self.dst}: only IPv4 is crafted")
+        for what, value in (("destination", self.dst), ("source", self.src)):
+            if value is None:
+                continue
+            try:
+                address = ipaddress.ip_address(value)
+            except ValueError:
+                raise ConfigError(f"{what} {value!r} is not an IPv4 address (names are not "
+                                  "resolved: packets stay in the emulated network)") from None
+            if address.version != 4:
+                raise ConfigError(f"{what} {value}: only IPv4 is crafted")
         if self.proto not in PROTOS:
             raise ConfigError(f"protocol {self.proto!r}: choose from {', '.join(PROTOS)}")
         bad = set(self.flags.upper()) - set(TCP_FLAG_LETTERS)
@@ -90,6 +94,8 @@ def build(spec):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.packet import Raw
     ip = IP(dst=spec.dst, ttl=spec.ttl, id=spec.ip_id, tos=spec.tos, flags="DF" if spec.df else 0)
+    if spec.src is not None:
+        ip.src = spec.src
     if spec.proto == "icmp":
         pkt = ip / ICMP(type=spec.icmp_type, code=spec.icmp_code, id=spec.icmp_id, seq=spec.icmp_seq)
     elif spec.proto == "udp":
@@ -177,6 +183,8 @@ def build_parser(prog):
     parser.add_argument("dst", metavar="DST", help="destination IPv4 address")
     parser.add_argument("--proto", choices=PROTOS, default="icmp", help="what follows the IP header (default: icmp)")
     ip = parser.add_argument_group("IP header")
+    ip.add_argument("--src", metavar="ADDR",
+                    help="source address (default: that of the interface the route leaves by)")
     ip.add_argument("--ttl", type=bounded(int, 0, 255, "TTL"), default=64, help="time to live (default 64)")
     ip.add_argument("--df", action="store_true", help="set Don't Fragment")
     ip.add_argument("--ip-id", type=bounded(int, 0, 65535, "IP ID"), default=1, help="identification (default 1)")
@@ -214,7 +222,7 @@ def build_parser(prog):
 def main(argv, prog="wirelab packet craft"):
     args = build_parser(prog).parse_args(argv)
     spec = CraftSpec(
-        dst=args.dst, proto=args.proto, ttl=args.ttl, df=args.df, ip_id=args.ip_id, tos=args.tos,
+        dst=args.dst, src=args.src, proto=args.proto, ttl=args.ttl, df=args.df, ip_id=args.ip_id, tos=args.tos,
         sport=args.sport or random.randint(49152, 65535), dport=args.dport, flags=args.flags,
         seq=args.seq, ack=args.ack, window=args.window, icmp_type=args.icmp_type,
         icmp_code=args.icmp_code, icmp_id=os.getpid() & 0xFFFF if args.icmp_id is None else args.icmp_id,

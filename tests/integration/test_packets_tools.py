@@ -18,6 +18,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -230,3 +231,23 @@ def test_trace_equals_traceroute_and_plan_line_and_internet(host_state):
     print(f"\n{len(timings)} traces: scapy trace {mine:.3f} s per pair ({probing:.3f} s probing, the rest "
           f"process start), traceroute {binary:.3f} s; slowest scapy {max(t[1] for t in timings):.3f} s")
     assert not problems, "\n".join(problems)
+
+
+def test_ctrl_c_ends_sniff_cleanly_and_trace_at_once(tb, host_state):
+    sniff = tb.start("h2", [*WIRELAB, "packet", "sniff", "-i", "h2-eth0"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = LineReader(sniff.popen.stderr)
+    wait_until(lambda: err.has("listening on") or not sniff.running(), 15, what="sniff ready")
+    tb.run("h1", ["ping", "-n", "-c", "1", H2], timeout=10)
+    assert sniff.stop(signal.SIGINT, timeout=10) == 0, err.text()
+    err.join(5)
+    assert err.lines[-1].endswith("packets captured") and int(err.lines[-1].split()[-3]) >= 2
+    # a trace towards nobody waits 10 s per hop: SIGINT ends it within one hop's wait
+    trace = tb.start("h1", [*WIRELAB, "packet", "trace", "10.0.2.99", "-w", "10"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = LineReader(trace.popen.stdout), LineReader(trace.popen.stderr)
+    wait_until(lambda: out.has(" 1  10.0.1.1") or not trace.running(), 15, what="trace's first hop")
+    started = time.monotonic()
+    assert trace.stop(signal.SIGINT, timeout=10) == 130
+    err.join(5)
+    assert time.monotonic() - started < 5 and err.lines == ["wirelab packet: interrupted"], err.text()

@@ -144,7 +144,7 @@ def exchange(spec, timeout):
     scapyenv.load()
     from scapy.sendrecv import sr
     pkt = build(spec)
-    answered, _ = sr(pkt, timeout=timeout, verbose=0)
+    answered, _ = sr(pkt, timeout=timeout, verbose=0, chainCC=True)   # Ctrl-C is not a timeout
     if answered:
         sent, reply = answered[0]
         request = sent.__class__(bytes(sent))

@@ -198,5 +198,9 @@ def main(argv, prog="wirelab packet sniff"):
         where = ", ".join(args.iface) if args.iface else str(conf.iface)
         print(f"{prog}: listening on {where}" + (f", filter {args.filter!r}" if args.filter else ""),
               file=sys.stderr, flush=True)
-        sniffer.join()
+        try:
+            sniffer.join()
+        except KeyboardInterrupt:   # Ctrl-C (or SIGINT) is how an open-ended capture ends, as tcpdump's
+            sniffer.stop()
+    print(f"{prog}: {len(sniffer.packets)} packets captured", file=sys.stderr, flush=True)
     return 0

@@ -176,7 +176,8 @@ def trace(dst, proto="udp", queries=3, wait=1.0, max_hops=30, first_ttl=1, port=
         for ttl in range(first_ttl, max_hops + 1):
             probes = [make_probe(proto, dst, ttl, n + i, sport, port) for i in range(queries)]
             n += queries
-            answered, _ = sock.sr(probes, timeout=wait, verbose=0)
+            # chainCC: Ctrl-C ends the trace (scapy would only end this hop's wait)
+            answered, _ = sock.sr(probes, timeout=wait, verbose=0, chainCC=True)
             answers = _in_send_order(probes, answered)
             records += [(ttl, a) for a in answers]
             if on_hop:

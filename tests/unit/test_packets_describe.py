@@ -133,3 +133,14 @@ def test_relative_seq_and_ack_equal_wiresharks(name):
         assert (m["seq"], m["len"]) == (int(seq), int(length)), (m, row)
         if has_ack in ("1", "True"):
             assert m["ack"] == int(ack), (m, row)
+
+
+@pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed")
+def test_a_filter_on_a_capture_file_keeps_what_it_matches():
+    path = os.path.join(PCAPS, "base_loss.pcap")
+    done = run_sniff("-r", path, "-f", "tcp[tcpflags] & tcp-syn != 0", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["flags"] for line in lines] == ["S", "S."]
+    bad = run_sniff("-r", path, "-f", "tcp port nonsense")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

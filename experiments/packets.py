@@ -36,7 +36,6 @@ h1's route cache is flushed before every case, so each starts with no path MTU.
 
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 

@@ -236,9 +236,12 @@ def test_trace_equals_traceroute_and_plan_line_and_internet(host_state):
 def test_ctrl_c_ends_sniff_cleanly_and_trace_at_once(tb, host_state):
     sniff = tb.start("h2", [*WIRELAB, "packet", "sniff", "-i", "h2-eth0"],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err = LineReader(sniff.popen.stderr)
+    out, err = LineReader(sniff.popen.stdout), LineReader(sniff.popen.stderr)
     wait_until(lambda: err.has("listening on") or not sniff.running(), 15, what="sniff ready")
     tb.run("h1", ["ping", "-n", "-c", "1", H2], timeout=10)
+    # ping returns on the reply; the sniffer prints it a moment later: wait for both lines
+    wait_until(lambda: sum("ICMP" in line for line in list(out.lines)) >= 2 or not sniff.running(), 15,
+               what="sniff to print the echo request and reply")
     assert sniff.stop(signal.SIGINT, timeout=10) == 0, err.text()
     err.join(5)
     assert err.lines[-1].endswith("packets captured") and int(err.lines[-1].split()[-3]) >= 2

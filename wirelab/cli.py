@@ -253,6 +253,7 @@ COMMANDS = {   # name: (handler, one line for the overview)
     "clean": (cmd_clean, "remove exactly what crashed runs left behind; root"),
     "topo": (cmd_topo, "Mininet's CLI on a topology, cleaned up on exit; root"),
     "packet": (lambda argv, prog: importlib.import_module("wirelab.packets.cli").main(argv, prog), "scapy tools: craft, sniff, trace, handshake (root)"),
+    "geolocate": (lambda argv, prog: importlib.import_module("wirelab.geo.cli").main(argv, prog), "where is an address: offline lookup in a MaxMind DB of the emulated network"),
     "completion": (cmd_completion, "print a bash completion script"),
 }
 

@@ -100,24 +100,29 @@ def _field(item, *names):
 
 
 def _city_sites(topo):
-    """Sites and declared prefixes of a topology that knows its cities (zoo):
-    ``topo.cities()`` yields (mapping or object) city, lat, lon, router and
-    optionally prefix, country_iso / country, and the network's name."""
-    network = getattr(topo, "network", None) or getattr(topo, "topo_name", "zoo")
+    """Sites and declared prefixes of a topology that knows its cities
+    (topologies/zoo.py's ``cities()``: dicts with ``name``, ``lat``, ``lon``,
+    ``router``, ``host``, ``prefix`` and, if given, ``prefix6``; Topology Zoo
+    coordinates)."""
+    network = getattr(topo, "network", None) or topo.topo_name
     sites, extra = [], []
     for item in topo.cities():
-        router = _field(item, "router")
-        place = places.Place(
-            str(_field(item, "city", "name")), float(_field(item, "lat", "latitude")),
-            float(_field(item, "lon", "longitude")),
-            country_iso=_field(item, "country_iso") or "", country=_field(item, "country") or "")
-        site = places.Site(f"{network}-{router}", (router,), place,
+        router, host = _field(item, "router"), _field(item, "host")
+        lat, lon = _field(item, "lat", "latitude"), _field(item, "lon", "longitude")
+        if lat is None or lon is None:
+            raise ConfigError(f"{topo.topo_name},{network}: city {_field(item, 'name')!r} has "
+                              "no latitude/longitude (a planar dataset has no geography)")
+        place = places.Place(str(_field(item, "city", "name")), float(lat), float(lon),
+                             country_iso=_field(item, "country_iso") or "",
+                             country=_field(item, "country") or "")
+        site = places.Site(f"{network}-{router}", tuple(n for n in (router, host) if n), place,
                            places.Org(f"{network} (Topology Zoo)"))
         sites.append(site)
-        prefix = _field(item, "prefix")
-        if prefix:
-            net = ipaddress.ip_network(str(prefix))
-            extra.append(derive.Located(net, site, router, f"{router}'s block, declared by the topology"))
+        for prefix in (_field(item, "prefix"), _field(item, "prefix6")):
+            if prefix:
+                net = ipaddress.ip_network(str(prefix))
+                extra.append(derive.Located(net, site, router,
+                                            f"{router}'s block, declared by the topology"))
     return tuple(sites), extra
 
 
@@ -134,8 +139,12 @@ def sites_for(topo):
 def _site_function(topo, sites):
     """site_of(node): the node's own site, else that of its only neighbour with one
     (a host at a backbone city, a LAN behind one router)."""
+    memo = {}
+
     def own(node):
-        return places.site_of(node, sites)
+        if node not in memo:
+            memo[node] = places.site_of(node, sites)
+        return memo[node]
 
     def site_of(node):
         site = own(node)
@@ -204,13 +213,13 @@ def _mmdb_types(value, key=None):
     return value
 
 
-def write_mmdb(path, records, description):
+def write_mmdb(path, records, description, database_type=DATABASE_TYPE):
     """Write ``records`` ((network, dict), ...) to ``path`` as an IPv6 MaxMind DB
     (IPv4 at ::/96). Supernets go in first: mmdb-writer lets a later subnet
     split an earlier supernet, while a later supernet would overwrite it."""
     import netaddr
     from mmdb_writer import MMDBWriter
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=DATABASE_TYPE,
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type,
                         languages=["en"], description={"en": description})
     ordered = sorted(records, key=lambda r: (r[0].prefixlen + (96 if r[0].version == 4 else 0)))
     for net, record in ordered:

@@ -50,20 +50,16 @@ def build_parser(prog):
 
 
 def geographic_topologies():
-    """(specs, notes): 'internet' and 'zoo,<network>' for every Topology Zoo network
-    that topologies/zoo.py offers, or a note when it is not there."""
+    """(specs, notes): 'internet' and 'zoo,<network>' for every Internet Topology
+    Zoo network topologies/zoo.py offers, or a note when it is not there."""
     from wirelab.geo.build import _repo_topologies
-    specs, notes = ["internet"], []
     _repo_topologies()
     try:
-        import topologies.zoo as zoo
+        from topologies import zoo, zoo_plan
     except ImportError:
-        return specs, ["zoo: topologies/zoo.py is not there yet: skipped"]
-    names = getattr(zoo, "network_names", None)
-    if not callable(names):
-        return specs, ["zoo: topologies/zoo.py lists no networks (network_names()): skipped"]
-    specs += [f"zoo,{name}" for name in names()]
-    return specs, notes
+        return ["internet"], ["zoo: topologies/zoo.py is not there: Topology Zoo skipped"]
+    return ["internet"] + [f"{zoo.ZooTopo.topo_name},{name}"
+                           for name in zoo_plan.available("topozoo")], []
 
 
 def _build_only(args, prog):

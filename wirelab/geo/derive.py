@@ -8,8 +8,10 @@ most specific answers):
 
 1. **Routed prefixes**, located at their *origin*: a static route for P is
    followed from node to node while the next node also has a route for exactly
-   P; the node it ends at (which reaches P only by a default route or directly)
-   is where P lives, as BGP locates a prefix at its origin AS. In ``internet``,
+   P; the node it ends at, if it has no other route overlapping P (it reaches P
+   directly, or by its default route), is where P lives, as BGP locates a
+   prefix at its origin AS. A summary that its next router splits again has
+   no origin and is left out. In ``internet``,
    bb1's 10.0.0.0/8 goes via bb4 to corpgw: the corporation's aggregate is in
    Atlanta; 10.20.0.0/16 ends at unigw (Champaign), 10.20.30.0/24 at cloudgw
    (Ashburn): three nested prefixes, three cities.
@@ -37,28 +39,41 @@ class Located:
     reason: str             # how the plan located it, for people ("route at bb1 -> corpgw")
 
 
-def _node_of_address(topo):
-    return {ipaddress.ip_address(a): node for a, (node, _) in topo.owners().items()}
+def families(topo):
+    """The address families of the plan: (4,), or (4, 6) for a dual-stack plan
+    (whose methods take ``family=6``)."""
+    try:
+        return (4, 6) if topo.owners(family=6) else (4,)
+    except TypeError:      # a plan from before IPv6
+        return (4,)
 
 
-def _route_map(topo, node):
+def _plan(method, family, *args):
+    return method(*args) if family == 4 else method(*args, family=family)
+
+
+def _node_of_address(topo, family):
+    return {ipaddress.ip_address(a): node for a, (node, _) in _plan(topo.owners, family).items()}
+
+
+def _route_map(topo, node, family):
     """{network: next-hop address} of ``node``'s static routes (default excluded)."""
     routes = {}
-    for dst, via in topo.static_routes(node):
+    for dst, via in _plan(topo.static_routes, family, node):
         if dst in ("default", "0.0.0.0/0", "::/0"):
             continue
         routes[ipaddress.ip_network(dst)] = ipaddress.ip_address(via)
     return routes
 
 
-def route_origins(topo):
+def route_origins(topo, family=4):
     """{network: (origin node, first router, path)} for every routed prefix.
 
     A chain that loops or leaves the plan (a next hop nobody owns) locates
     nothing: such a prefix is skipped rather than guessed.
     """
-    owner = _node_of_address(topo)
-    tables = {n: _route_map(topo, n) for n in topo.router_names() + topo.host_names()}
+    owner = _node_of_address(topo, family)
+    tables = {n: _route_map(topo, n, family) for n in topo.router_names() + topo.host_names()}
     origins = {}
     for start in sorted(tables):
         for net, via in tables[start].items():
@@ -69,7 +84,11 @@ def route_origins(topo):
                     break
                 path.append(node)
                 node = owner.get(tables[node][net])
-            if not ok or node is None:
+            # The end of the chain must deliver P itself: a route there for a
+            # part of P (a summary that the next router splits) or for a
+            # supernet of it sends P on elsewhere, so P has no single origin.
+            if not ok or node is None or any(net.overlaps(other) for other in tables.get(node, {})
+                                             if other.version == net.version):
                 continue
             path.append(node)
             # Keep the shortest explanation when several routers route it.
@@ -87,14 +106,15 @@ def _segment_place(topo, segment, site_of):
     return sites.pop(), ends[0][0]
 
 
-def _best(networks, address):
-    """The longest network in ``networks`` (a dict) holding ``address``, or None."""
-    best = None
-    for net in networks:
-        if net.version == address.version and address in net:
-            if best is None or net.prefixlen > best.prefixlen:
-                best = net
-    return best
+def _best(networks, address, lengths):
+    """The longest network in ``networks`` (a dict) holding ``address``, or None:
+    one dict probe per prefix length in use (``lengths``, longest first)."""
+    for length in lengths:
+        if length <= address.max_prefixlen:
+            net = ipaddress.ip_network((address, length), strict=False)
+            if net in networks:
+                return net
+    return None
 
 
 def locate(topo, site_of, extra=()):
@@ -105,26 +125,29 @@ def locate(topo, site_of, extra=()):
     declares itself; they win over derived ones for the same network.
     """
     found = {}
-    for net, (origin, start, path) in route_origins(topo).items():
-        site = site_of(origin)
-        if site is not None:
-            found[net] = Located(net, site, origin,
-                                 f"routed: {start}'s route for {net} leads to {' > '.join(path[1:])}")
-    for segment, net in topo.subnets().items():
-        site, node = _segment_place(topo, segment, site_of)
-        if site is not None:
-            kind = "LAN" if segment in topo.lan_names() else "link"
-            found[net] = Located(net, site, node, f"{kind} {segment}: every end at {site.name}")
+    for family in families(topo):
+        for net, (origin, start, path) in route_origins(topo, family).items():
+            site = site_of(origin)
+            if site is not None:
+                found[net] = Located(net, site, origin, f"routed: {start}'s route for {net} "
+                                     f"leads to {' > '.join(path[1:])}")
+        for segment, net in _plan(topo.subnets, family).items():
+            site, node = _segment_place(topo, segment, site_of)
+            if site is not None:
+                kind = "LAN" if segment in topo.lan_names() else "link"
+                found[net] = Located(net, site, node, f"{kind} {segment}: every end at {site.name}")
     for record in extra:
         found[record.network] = record
-    for address, (node, ifname) in sorted(topo.owners().items()):
-        site = site_of(node)
-        if site is None:
-            continue
-        address = ipaddress.ip_address(address)
-        covering = _best(found, address)
-        if covering is None or found[covering].site != site:
-            host = ipaddress.ip_network(address)
-            found[host] = Located(host, site, node, f"address of {node} {ifname}")
+    lengths = sorted({n.prefixlen for n in found} | {32, 128}, reverse=True)
+    for family in families(topo):
+        for address, (node, ifname) in sorted(_plan(topo.owners, family).items()):
+            site = site_of(node)
+            if site is None:
+                continue
+            address = ipaddress.ip_address(address)
+            covering = _best(found, address, lengths)
+            if covering is None or found[covering].site != site:
+                host = ipaddress.ip_network(address)
+                found[host] = Located(host, site, node, f"address of {node} {ifname}")
     return sorted(found.values(),
                   key=lambda r: (r.network.version, r.network.prefixlen, r.network.network_address))

@@ -260,6 +260,7 @@ def database_for(spec=DEFAULT_TOPOLOGY, directory=None):
     try:
         write_mmdb(tmp, records, f"wirelab: the emulated address space of topology {spec}, "
                                  f"derived from its address plan (inputs sha256 {digest})")
+        os.chmod(tmp, 0o644)   # mkstemp's 0600 would hide it from other users' readers
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

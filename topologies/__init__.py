@@ -18,6 +18,18 @@ plan without root: :meth:`~PlannedTopo.host_ips`,
 :meth:`~PlannedTopo.intended_routes` (shaped like ``Testbed.routes``),
 :meth:`~PlannedTopo.expected_path` (the routers a packet crosses, found by
 following the intended tables with a pure-Python longest-prefix match) and more.
+
+Every topology is dual-stack. Its IPv6 plan is computed from the IPv4 plan by
+:mod:`wirelab.net.addressing` (``ipv6_prefix``, ``ipv6_subnet``,
+``ipv6_interface``): the topology's ULA block :attr:`PlannedTopo.ipv6_block`
+(a /32: line fd77:1::/32, cluster fd77:2::/32, dumbbell fd77:3::/32, internet
+fd77:4::/32) followed by the 32 bits of an IPv4 network. Each link or LAN
+subnet gets a /64 with host number k at ::k, each static route the IPv6 prefix
+of its IPv4 one (a /L becomes a /(32+L), so summaries and overlaps carry over;
+``default`` is ::/0), with the next hop's IPv6 address. The plan methods take
+``family=6`` (``ip``, ``host_ips``, ``owners``, ``interfaces``, ``subnets``,
+``static_routes``, ``intended_routes``, ``expected_path``,
+``expected_traceroute``); the default, 4, is the IPv4 plan as before.
 """
 
 import glob
@@ -78,19 +90,29 @@ def all_topos():
     return found
 
 
+# IPv6's TTL is the hop limit, per interface (net.ipv6.conf.<if>.hop_limit, 64):
+# set as the namespace's default before its interfaces exist, so each gets it.
+LONG_PATH_SYSCTLS = {
+    "net/ipv4/ip_default_ttl": str(MAX_TTL),
+    "net/ipv6/conf/default/hop_limit": str(MAX_TTL),
+    "net/ipv6/conf/all/hop_limit": str(MAX_TTL),
+}
+
+
 class LongPathRouter(LinuxRouter):
     """A router whose own packets (ICMP errors, echo replies) start with TTL 255."""
 
-    SYSCTLS = {**LinuxRouter.SYSCTLS, "net/ipv4/ip_default_ttl": str(MAX_TTL)}
+    SYSCTLS = {**LinuxRouter.SYSCTLS, **LONG_PATH_SYSCTLS}
 
 
 class LongPathHost(Host):
-    """A host whose packets start with TTL 255, for paths of more than 63 routers.
+    """A host whose packets start with TTL (IPv6: hop limit) 255, for paths of
+    more than 63 routers.
 
-    The sysctl is set in the host's namespace, recorded and restored (NetlinkNode).
+    The sysctls are set in the host's namespace, recorded and restored (NetlinkNode).
     """
 
-    SYSCTLS = {"net/ipv4/ip_default_ttl": str(MAX_TTL)}
+    SYSCTLS = {**Host.SYSCTLS, **LONG_PATH_SYSCTLS}
 
 
 class PlannedTopo(Topo):
@@ -103,16 +125,40 @@ class PlannedTopo(Topo):
     """
 
     topo_name = "planned"
+    #: The topology's IPv6 block: a /32 in fd00::/8 (subclasses choose their own).
+    ipv6_block = "fd77::/32"
 
     def __init__(self, *args, **params):
         self._role = {}         # node -> "host" | "router" | "lan"
         self._static = {}       # node -> [(dst, via)] as given to the node
+        self._static6 = {}      # node -> [(dst6, via6)], derived from _static after build
         self._intfs = {}        # node -> {ifname: "ip/len" or None (bridge port)}
+        self._intfs6 = {}       # node -> {ifname: "ip6/64" or None}
         self._segment = {}      # (node, ifname) -> segment name
         self._seg_net = {}      # segment name -> ip_network
         self._peer = {}         # (node, ifname) -> (peer node, peer ifname)
         self._check_params(args, params)
+        self._block6 = addressing.ipv6_block(self.ipv6_block, f"{self.topo_name}: ipv6_block")
         super().__init__(*args, **params)
+        self._derive_ipv6_routes()
+
+    def _derive_ipv6_routes(self):
+        """Each node's IPv6 static routes, from its IPv4 ones (the lists the
+        nodes were given are filled in place, as set_routes does)."""
+        owners6 = {}
+        for node, intfs in self._intfs.items():
+            for ifname, addr in intfs.items():
+                if addr:
+                    owners6[addr.split("/")[0]] = self._intfs6[node][ifname].split("/")[0]
+        for node, routes in self._static.items():
+            routes6 = []
+            for dst, via in routes:
+                if str(ipaddress.ip_address(via)) not in owners6:
+                    raise ConfigError(f"{self.topo_name}: {node}'s route {dst} via {via}: "
+                                      f"no interface of the plan has {via}")
+                dst6 = "default" if dst == "default" else str(addressing.ipv6_prefix(self._block6, dst))
+                routes6.append((dst6, owners6[str(ipaddress.ip_address(via))]))
+            self._static6[node][:] = routes6
 
     def _check_params(self, args, params):
         """Unknown or surplus parameters -> ConfigError, not a TypeError from build()."""
@@ -136,18 +182,24 @@ class PlannedTopo(Topo):
         self._name_ok(name, max_ports)
         self._role[name] = "router"
         self._static[name] = list(routes)
+        self._static6[name] = []
         self._intfs[name] = {}
+        self._intfs6[name] = {}
         cls = LongPathRouter if long_paths else LinuxRouter
-        return self.addHost(name, cls=cls, routes=self._static[name])
+        return self.addHost(name, cls=cls, routes=self._static[name],
+                            routes6=self._static6[name])
 
     def host(self, name, routes=(), max_ports=9, long_paths=False):
         """An end host; ``long_paths``: its packets start with TTL 255."""
         self._name_ok(name, max_ports)
         self._role[name] = "host"
         self._static[name] = list(routes)
+        self._static6[name] = []
         self._intfs[name] = {}
+        self._intfs6[name] = {}
         cls = LongPathHost if long_paths else Host
-        return self.addHost(name, cls=cls, routes=self._static[name])
+        return self.addHost(name, cls=cls, routes=self._static[name],
+                            routes6=self._static6[name])
 
     def set_routes(self, name, routes):
         """Replace ``name``'s static routes (when they depend on later addresses)."""
@@ -158,14 +210,17 @@ class PlannedTopo(Topo):
         self._name_ok(name, max_ports)
         self._role[name] = "lan"
         self._intfs[name] = {}
+        self._intfs6[name] = {}
         self._seg_net[name] = ipaddress.ip_network(subnet)
         # Explicitly: mn passes inNamespace=False to every switch, which would
         # put the bridge (and its br0) in the root namespace.
         return self.addSwitch(name, cls=LanBridge, inNamespace=True)
 
     def _link(self, a, b, addr_a, addr_b, segment, netem_a=None, netem_b=None):
-        params1 = {"addrs": [addr_a]} if addr_a else {}
-        params2 = {"addrs": [addr_b]} if addr_b else {}
+        addr6_a, addr6_b = (addressing.ipv6_interface(self._block6, a) if a else None
+                            for a in (addr_a, addr_b))
+        params1 = {"addrs": [addr_a], "addrs6": [addr6_a]} if addr_a else {}
+        params2 = {"addrs": [addr_b], "addrs6": [addr6_b]} if addr_b else {}
         # netem declared on a link end acts on what that end SENDS (egress);
         # the Testbed applies it once the network is up (Testbed.apply_netem).
         if netem_a is not None:
@@ -179,6 +234,8 @@ class PlannedTopo(Topo):
         if_a, if_b = f"{a}-eth{info['port1']}", f"{b}-eth{info['port2']}"
         self._intfs[a][if_a] = addr_a
         self._intfs[b][if_b] = addr_b
+        self._intfs6[a][if_a] = addr6_a
+        self._intfs6[b][if_b] = addr6_b
         self._segment[(a, if_a)] = self._segment[(b, if_b)] = segment
         self._peer[(a, if_a)], self._peer[(b, if_b)] = (b, if_b), (a, if_a)
         return if_a, if_b
@@ -234,14 +291,22 @@ class PlannedTopo(Topo):
     def lan_names(self):
         return self._names("lan")
 
-    def interfaces(self, node):
-        """{ifname: 'ip/len'} of ``node``'s addressed interfaces, in port order."""
-        self._need(node)
-        return {i: a for i, a in self._intfs[node].items() if a}
+    @staticmethod
+    def _family(family):
+        if family not in (4, 6):
+            raise ConfigError(f"family must be 4 or 6, not {family!r}")
+        return family
 
-    def ip(self, node, ifname=None):
+    def interfaces(self, node, family=4):
+        """{ifname: 'ip/len'} of ``node``'s addressed interfaces, in port order
+        (``family=6``: their IPv6 addresses, /64)."""
+        self._need(node)
+        intfs = self._intfs6 if self._family(family) == 6 else self._intfs
+        return {i: a for i, a in intfs[node].items() if a}
+
+    def ip(self, node, ifname=None, family=4):
         """The address (no prefix length) of ``ifname``, or of the first interface."""
-        intfs = self.interfaces(node)
+        intfs = self.interfaces(node, family)
         if not intfs:
             raise ConfigError(f"{self.topo_name}: {node} has no address")
         if ifname is None:
@@ -250,17 +315,21 @@ class PlannedTopo(Topo):
             raise ConfigError(f"{self.topo_name}: {node} has no interface {ifname!r}")
         return intfs[ifname].split("/")[0]
 
-    def host_ips(self):
+    def host_ips(self, family=4):
         """{host: address} for every end host (its only / first interface)."""
-        return {h: self.ip(h) for h in self.host_names()}
+        return {h: self.ip(h, family=family) for h in self.host_names()}
 
-    def owners(self):
+    def owners(self, family=4):
         """{address: (node, ifname)} for every address in the plan."""
+        intfs_of = self._intfs6 if self._family(family) == 6 else self._intfs
         return {a.split("/")[0]: (n, i)
-                for n, intfs in self._intfs.items() for i, a in intfs.items() if a}
+                for n, intfs in intfs_of.items() for i, a in intfs.items() if a}
 
-    def subnets(self):
-        """{segment: network}: one per direct link (``'a--b'``) and per LAN."""
+    def subnets(self, family=4):
+        """{segment: network}: one per direct link (``'a--b'``) and per LAN
+        (``family=6``: each one's /64)."""
+        if self._family(family) == 6:
+            return {s: addressing.ipv6_subnet(self._block6, n) for s, n in self._seg_net.items()}
         return dict(self._seg_net)
 
     def segments(self):
@@ -286,61 +355,75 @@ class PlannedTopo(Topo):
                 return ifname
         raise ConfigError(f"{self.topo_name}: {node} has no link to {peer}")
 
-    def static_routes(self, node):
+    def static_routes(self, node, family=4):
         """The ``(dst, via)`` routes the node is configured with."""
         self._need(node)
-        return list(self._static.get(node, ()))
+        static = self._static6 if self._family(family) == 6 else self._static
+        return list(static.get(node, ()))
 
-    def intended_routes(self, node):
+    def intended_routes(self, node, family=4):
         """The main table the kernel should hold: connected routes then static ones.
 
         Dicts with ``dst``, ``gateway`` (None when connected) and ``dev``, as
-        :meth:`wirelab.net.testbed.Testbed.routes` returns them.
+        :meth:`wirelab.net.testbed.Testbed.routes` returns them. ``family=6``:
+        the IPv6 main table, which also holds what the kernel adds by itself
+        on every IPv6 interface: fe80::/64 (its link-local address) per
+        interface. (Some kernels also list ::1/128 on lo in main, 6.18 keeps
+        it in local only: routes on lo are not part of the plan.)
         """
         self._need(node)
         if self._role[node] == "lan":
             return []
         table = []
         nets = {}
-        for ifname, addr in self.interfaces(node).items():
+        for ifname, addr in self.interfaces(node, family).items():
             iface = ipaddress.ip_interface(addr)
             nets[ifname] = iface.network
             table.append({"dst": str(iface.network), "gateway": None, "dev": ifname})
-        for dst, via in self._static[node]:
-            dst = "0.0.0.0/0" if dst == "default" else str(ipaddress.ip_network(dst))
+        if family == 6:
+            table += [{"dst": "fe80::/64", "gateway": None, "dev": i} for i in nets]
+        default = "0.0.0.0/0" if family == 4 else "::/0"
+        for dst, via in self.static_routes(node, family):
+            dst = default if dst == "default" else str(ipaddress.ip_network(dst))
             gw = ipaddress.ip_address(via)
             dev = next((i for i, net in nets.items() if gw in net), None)
             table.append({"dst": dst, "gateway": str(gw), "dev": dev})
         return table
 
-    def tables(self):
-        return {n: self.intended_routes(n) for n in self._role if self._role[n] != "lan"}
+    def tables(self, family=4):
+        return {n: self.intended_routes(n, family) for n in self._role if self._role[n] != "lan"}
 
-    def _address_of(self, target):
+    def _address_of(self, target, family=4):
         if target in self._role:
-            return self.ip(target)
+            return self.ip(target, family=family)
         try:
             return str(ipaddress.ip_address(target))
         except ValueError:
             self._need(target)  # raises: neither a node nor an address
             raise
 
-    def trace(self, src, dst):
+    def trace(self, src, dst, family=4):
         """[(node, inbound ifname)] from ``src`` to ``dst`` (a node or an address),
-        following the intended tables with :func:`wirelab.net.addressing.lpm`."""
+        following the intended tables with :func:`wirelab.net.addressing.lpm`.
+        An address's own family wins over ``family`` (which names a node's)."""
         self._need(src)
-        return addressing.trace(self.tables(), self.owners(), src, self._address_of(dst),
+        dst = self._address_of(dst, family)
+        family = ipaddress.ip_address(dst).version
+        return addressing.trace(self.tables(family), self.owners(family), src, dst,
                                 segments=self._segment)
 
-    def expected_path(self, src, dst):
+    def expected_path(self, src, dst, family=4):
         """The routers that forward a packet from ``src`` to ``dst``, in order
         (neither end counts, even when it is a router)."""
-        return [n for n, _ in self.trace(src, dst)[1:-1] if self._role[n] == "router"]
+        return [n for n, _ in self.trace(src, dst, family)[1:-1] if self._role[n] == "router"]
 
-    def expected_traceroute(self, src, dst):
+    def expected_traceroute(self, src, dst, family=4):
         """The addresses traceroute from ``src`` should print: each router's
-        inbound interface (routers answer from it: icmp_errors_use_inbound_ifaddr),
-        then ``dst``'s address."""
+        inbound interface (routers answer from it: icmp_errors_use_inbound_ifaddr;
+        IPv6 picks the source of an ICMPv6 error on the interface the packet came
+        in by, icmp6_send), then ``dst``'s address."""
+        dst = self._address_of(dst, family)
+        family = ipaddress.ip_address(dst).version
         hops = self.trace(src, dst)[1:-1]
-        out = [self.ip(n, i) for n, i in hops if self._role[n] == "router"]
-        return out + [self._address_of(dst)]
+        out = [self.ip(n, i, family) for n, i in hops if self._role[n] == "router"]
+        return out + [dst]

@@ -55,6 +55,16 @@ class ClusterTopo(PlannedTopo):
     srvlan-eth1 is gw, -eth2 the manager, -eth3.. the workers; clilan-eth1 is
     edge, then the clients.
 
+    IPv6 (block fd77:2::/32; each subnet's /64 holds its IPv4 network address,
+    host k is ::k in hex):
+
+    * transit fd77:2:a00::/64: gw-eth0 ::1, edge-eth0 ::2
+    * srvlan fd77:2:a01::/64: gw-eth1 ::1, manager ::2, w<k> ::(10+k) (w1 = ::b)
+    * clilan fd77:2:a02::/64: edge-eth1 ::1, client<k> ::(10+k)
+
+    IPv6 routes: gw fd77:2:a02::/56 via fd77:2:a00::2; edge fd77:2:a01::/56 via
+    fd77:2:a00::1; hosts ::/0 via ::1 of their LAN.
+
     Routes: gw: 10.2.0.0/24 via 10.0.0.2 (edge); edge: 10.1.0.0/24 via
     10.0.0.1 (gw); manager and workers default via 10.1.0.1; clients default
     via 10.2.0.1. Neither router has a default route. The servers talk to each
@@ -63,6 +73,7 @@ class ClusterTopo(PlannedTopo):
     """
 
     topo_name = "cluster"
+    ipv6_block = "fd77:2::/32"
 
     def build(self, workers=3, clients=1):
         limit = "host numbers 11..254 of a /24"

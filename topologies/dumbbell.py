@@ -56,6 +56,12 @@ class DumbbellTopo(PlannedTopo):
     r2 -- rcv<k>            10.2.<k>.0/24    r2-eth<k> 10.2.k.1     rcv<k>-eth0 .2
     ======================  ===============  =====================  ============
 
+    IPv6 (block fd77:3::/32; each subnet's /64 holds its IPv4 network address):
+    bottleneck fd77:3:a00::/64 (r1-eth0 ::1, r2-eth0 ::2), snd<k>'s link
+    fd77:3:a01:<k in hex>00::/64, rcv<k>'s fd77:3:a02:<k in hex>00::/64 (router ::1,
+    host ::2). r1: fd77:3:a02::/48 via fd77:3:a00::2 (the /16 -> a /48); r2:
+    fd77:3:a01::/48 via fd77:3:a00::1; hosts ::/0 via ::1.
+
     Routes: snd<k> default via 10.1.k.1 (r1); rcv<k> default via 10.2.k.1 (r2);
     r1: 10.2.0.0/16 via 10.0.0.2 (all receivers, one summary);
     r2: 10.1.0.0/16 via 10.0.0.1 (all senders). So every sender's traffic to
@@ -64,6 +70,7 @@ class DumbbellTopo(PlannedTopo):
     """
 
     topo_name = "dumbbell"
+    ipv6_block = "fd77:3::/32"
 
     def build(self, senders=1, receivers=None, netem=None, reverse_netem=None):
         from wirelab.impair.spec import NetemSpec

@@ -194,6 +194,35 @@ class InternetTopo(PlannedTopo):
     10.20.1.1, office via 10.1.0.1. All hosts reach all hosts and every
     router interface.
 
+    IPv6 (block fd77:4::/32): every prefix above has an IPv6 twin, the block
+    followed by the IPv4 bits, /L -> /(32+L); each link and LAN gets the /64
+    holding its IPv4 network address, host k at ::k (hex). So the overlaps stay
+    overlaps and LPM decides the same way:
+
+    ======================  ========================  ======================
+    IPv4                    IPv6                      what
+    ======================  ========================  ======================
+    192.168.1.0/24          fd77:4:c0a8:100::/56      home (LAN /64: ...:100::/64,
+                                                      hgw ::1, home<k> ::(9+k))
+    100.64.0.0/10           fd77:4:6440::/42          ISP customers
+    100.64.0.0/30           fd77:4:6440::/64          access (isp ::1, hgw ::2)
+    172.16.N.0/24           fd77:4:ac10:N00::/56      bbN's links, each /30 a /64:
+                                                      172.16.1.4/30 -> fd77:4:ac10:104::/64
+    10.0.0.0/8              fd77:4:a00::/40           corp aggregate
+    10.1.0.0/24             fd77:4:a01::/64           office LAN (corpgw ::1, office ::2)
+    10.20.0.0/16            fd77:4:a14::/48           uni aggregate
+    10.20.1.0/24            fd77:4:a14:100::/64       campus LAN (unigw ::1, campus ::2)
+    10.20.30.0/24           fd77:4:a14:1e00::/56      cloud (LAN /64 ...:1e00::/64,
+                                                      cloudgw ::1, srv<k> ::(9+k))
+    default                 ::/0
+    ======================  ========================  ======================
+
+    Every router's IPv6 table is the one above with each prefix and next hop
+    replaced by its twin, e.g. bb1: fd77:4:a00::/40 via fd77:4:ac10:400::1
+    (bb4), fd77:4:a14::/48 via fd77:4:ac10:104::2 (bb2), fd77:4:a14:1e00::/56
+    via fd77:4:ac10:108::2 (bb3). traceroute -6 from home1 to srv1 crosses
+    bb1 > bb3 as IPv4 does.
+
     Caveat, on purpose: the sites announce aggregates larger than what they
     use and have no null route for the rest, so a packet to an unused address
     inside one (say 10.20.99.1) bounces between the site router's default and
@@ -201,6 +230,7 @@ class InternetTopo(PlannedTopo):
     """
 
     topo_name = "internet"
+    ipv6_block = "fd77:4::/32"
 
     def build(self, home_hosts=2, servers=2):
         limit = f"host numbers {FIRST_NUMBERED + 1}..254 of a /24"

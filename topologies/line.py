@@ -53,9 +53,19 @@ class LineTopo(PlannedTopo):
 
     Every host and every router interface reaches every other.
     :meth:`expected_path` ('h1', 'h2') is ['r1', ..., 'rN'].
+
+    IPv6, from the same plan (block fd77:1::/32, see ``topologies/__init__``):
+    link k's /64 holds its IPv4 network address in hex, host .1/.2 become ::1/::2.
+    With the defaults link k is fd77:1:a00:<k in hex>00::/64: h1 = fd77:1:a00::1,
+    r1-eth0 = fd77:1:a00::2, r1-eth1 = fd77:1:a00:100::1, ..., h2 = fd77:1:a00:<N>00::2.
+    Summaries map prefix for prefix, /L -> /(32+L): r3's 10.0.0.0/23 (n=5) is
+    fd77:1:a00::/55 via fd77:1:a00:200::1. h1 and h2 route ::/0 via their router.
+    ``expected_traceroute('h1', 'h2', family=6)`` lists each router's inbound
+    IPv6 address, then h2's; hop limits as TTLs (hop_limit 255 when n >= 64).
     """
 
     topo_name = "line"
+    ipv6_block = "fd77:1::/32"
 
     def build(self, n=3, base="10.0.0.0/16", link_prefix=24):
         base = addressing.network(base, "line: base")

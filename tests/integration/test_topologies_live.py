@@ -92,6 +92,72 @@ def test_topology_all_pairs_reachable_and_routes_as_planned(name):
     assert_root_links_back_to(links_before)
 
 
+def ping6_all(tb, pairs):
+    """ping -6 (src node, dst address) pairs in parallel; the failures with output."""
+    def one(pair):
+        src, dst = pair
+        done = tb.run(src, ["ping", "-6", "-n", "-c1", "-W1", dst], timeout=5, check=False)
+        return pair, done.returncode, (done.stdout + done.stderr).strip().splitlines()[-2:]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, pairs))
+    return [(pair, rc, tail) for pair, rc, tail in results if rc != 0]
+
+
+def kernel_table6(tb, node):
+    # Routes on lo are the kernel's own (::1 is in main on some kernels, in local
+    # on others) and not part of the plan.
+    return sorted((r["dst"], r["gateway"], r["dev"]) for r in tb.routes(node, family=6)
+                  if r["dev"] != "lo")
+
+
+def planned_table6(topo, node):
+    return sorted((r["dst"], r["gateway"], r["dev"]) for r in topo.intended_routes(node, family=6))
+
+
+@pytest.mark.parametrize("name", sorted(TOPOLOGIES))
+def test_topology_ipv6_all_pairs_reachable_and_routes_as_planned(name):
+    """Dual-stack: every host pings every other over IPv6 (and the first host every
+    router's IPv6 addresses) at once -- no DAD wait --, every IPv6 table equals
+    the plan's, routers forward IPv6, and no address is tentative."""
+    topo = TOPOLOGIES[name]()
+    with Testbed(topo) as tb:
+        hosts = topo.host_names()
+        pairs = [(a, topo.ip(b, family=6)) for a in hosts for b in hosts if a != b]
+        pairs += [(hosts[0], ip) for ip, (node, _) in topo.owners(family=6).items()
+                  if topo.role(node) == "router"]
+        failed = ping6_all(tb, pairs)
+        assert not failed, (f"{len(failed)} of {len(pairs)} pings failed: {failed}\n"
+                            + "\n".join(tb.run(n, ["ip", "-6", "route"], timeout=5).stdout
+                                        for n in topo.router_names()))
+        for node in topo.router_names() + hosts:
+            assert kernel_table6(tb, node) == planned_table6(topo, node), node
+            assert tb.ip(node, family=6) == topo.ip(node, family=6)
+            with tb.iproute(node) as ipr:
+                tentative = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=10)
+                             if (a.get_attr("IFA_FLAGS") or a["flags"]) & 0x40]   # IFA_F_TENTATIVE
+            assert tentative == [], f"{node}: tentative {tentative}"
+        for router in tb.routers:
+            assert router.sysctl("net/ipv6/conf/all/forwarding") == "1"
+        for host in tb.hosts:
+            assert host.sysctl("net/ipv6/conf/all/forwarding") == "0"
+            assert host.sysctl(f"net/ipv6/conf/{host.intfNames()[-1]}/accept_ra") == "0"
+
+
+@pytest.mark.parametrize("name, pairs", [
+    ("line3", [("h1", "h2"), ("h2", "h1")]),
+    ("internet", [("home1", "srv1"), ("home1", "campus"), ("office", "home2"), ("srv2", "campus")]),
+])
+def test_traceroute6_prints_the_planned_hops(name, pairs):
+    from wirelab.observe.traceroute_parse import parse
+    topo = TOPOLOGIES[name]()
+    with Testbed(topo) as tb:
+        for src, dst in pairs:
+            want = topo.expected_traceroute(src, dst, family=6)
+            done = tb.run(src, ["traceroute", "-6", "-n", "-q", "1", "-w", "1", "-m", str(len(want) + 2),
+                                topo.ip(dst, family=6)], timeout=30)
+            assert [h["addr"] for h in parse(done.stdout)] == want, done.stdout
+
+
 def test_line200_builds_and_h1_reaches_h2():
     topo = LineTopo(200)
     links_before = root_links()
@@ -100,6 +166,9 @@ def test_line200_builds_and_h1_reaches_h2():
         # 200 routers: more than Linux's default TTL of 64 allows; the topology
         # raised it to 255 on every node, ping's own TTL included.
         failed = ping_all(tb, [("h1", topo.ip("h2"))])
+        assert not failed, failed
+        # IPv6 too: every node's hop limit is 255 (the namespace default before its links)
+        failed = ping6_all(tb, [("h1", topo.ip("h2", family=6))])
         assert not failed, failed
         assert kernel_table(tb, "r100") == planned_table(topo, "r100")
     assert runledger.labelled_pids(run_id) == {}

@@ -193,3 +193,51 @@ def test_trace_rejects_a_next_hop_on_another_segment():
         trace(wrong, OWNERS, "a", "10.0.1.2", SEGMENTS)
     # without segment knowledge the same table "works": the check is what catches it
     assert trace(wrong, OWNERS, "a", "10.0.1.2")[-1] == ("b", "b-eth0")
+
+
+# -- IPv6 from the IPv4 plan --------------------------------------------------------------
+def test_ipv6_prefixes_embed_the_ipv4_bits_after_the_block():
+    block = "fd77:4::/32"
+    assert str(addressing.ipv6_prefix(block, "10.0.0.0/8")) == "fd77:4:a00::/40"
+    assert str(addressing.ipv6_prefix(block, "10.20.0.0/16")) == "fd77:4:a14::/48"
+    assert str(addressing.ipv6_prefix(block, "10.20.30.0/24")) == "fd77:4:a14:1e00::/56"
+    assert str(addressing.ipv6_prefix(block, "default")) == "::/0"
+    assert str(addressing.ipv6_subnet(block, "172.16.1.4/30")) == "fd77:4:ac10:104::/64"
+    assert addressing.ipv6_interface(block, "172.16.1.6/30") == "fd77:4:ac10:104::2/64"
+    assert addressing.ipv6_interface(block, "192.168.1.10/24") == "fd77:4:c0a8:100::a/64"
+
+
+def test_ipv6_prefixes_keep_containment_both_ways():
+    rng = random.Random(3)
+    nets = [ipaddress.ip_network((rng.getrandbits(32), rng.randint(0, 32)), strict=False)
+            for _ in range(200)]
+    nets += [n.supernet(new_prefix=max(0, n.prefixlen - 3)) for n in nets[:50]]
+    for a in nets[:120]:
+        for b in nets:
+            a6, b6 = (addressing.ipv6_prefix("fd77:1::/32", n) for n in (a, b))
+            assert a.subnet_of(b) == a6.subnet_of(b6)
+            assert a.overlaps(b) == a6.overlaps(b6)
+
+
+@pytest.mark.parametrize("block, message", [
+    ("fd77::/48", "must be a /32 inside fd00::/8"),
+    ("2001:db8::/32", "must be a /32 inside fd00::/8"),
+    ("10.0.0.0/8", "is not an IPv6 network"),
+    ("fd77::1/32", "is not an IPv6 network"),
+])
+def test_ipv6_block_must_be_a_ula_32(block, message):
+    with pytest.raises(ConfigError, match=message):
+        addressing.ipv6_block(block)
+
+
+def test_lpm_over_ipv6_and_mixed_tables():
+    assert lpm([{"dst": "default", "gateway": "fd77::9"}], "2001:db8::1")["gateway"] == "fd77::9"
+    table = [{"dst": "0.0.0.0/0", "gateway": "10.0.0.1"},
+             {"dst": "::/0", "gateway": "fd77::1"},
+             {"dst": "fd77:4:a00::/40", "gateway": "fd77::2"},
+             {"dst": "fd77:4:a14:1e00::/56", "gateway": "fd77::3"}]
+    assert lpm(table, "fd77:4:a14:1e00::a")["gateway"] == "fd77::3"
+    assert lpm(table, "fd77:4:a14:100::2")["gateway"] == "fd77::2"
+    assert lpm(table, "2001:db8::1")["gateway"] == "fd77::1"
+    assert lpm(table, "192.0.2.1")["gateway"] == "10.0.0.1"      # IPv4 never takes ::/0
+    assert lpm(table[2:], "10.20.30.1") is None                 # nor an IPv6 prefix

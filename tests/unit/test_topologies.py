@@ -432,3 +432,145 @@ def test_lans_ask_for_their_own_namespace():
     topo = InternetTopo()
     for lan in topo.lan_names():
         assert topo.nodeInfo(lan)["inNamespace"] is True
+
+
+# -- IPv6: the same plan, dual-stack ------------------------------------------------------
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ipv6_plan_is_deterministic(case):
+    cls, args, kwargs = CASES[case]
+    topo, again = cls(*args, **kwargs), cls(*args, **kwargs)
+    for node in topo.router_names() + topo.host_names():
+        assert again.interfaces(node, family=6) == topo.interfaces(node, family=6)
+        assert again.static_routes(node, family=6) == topo.static_routes(node, family=6)
+
+
+def test_ipv6_subnets_are_64s_in_the_block_without_overlap(topo):
+    block = ipaddress.ip_network(topo.ipv6_block)
+    nets6 = topo.subnets(family=6)
+    assert set(nets6) == set(topo.subnets())
+    assert all(n.prefixlen == 64 and n.subnet_of(block) for n in nets6.values())
+    assert addressing.overlaps(list(nets6.values())) == []
+    for segment, net in nets6.items():
+        for node, ifname, addr in topo.segment_ends(segment):
+            if addr is None:
+                continue
+            v6 = ipaddress.ip_interface(topo.interfaces(node, family=6)[ifname])
+            assert v6.network == net, f"{ifname} {v6} outside {segment} {net}"
+            # host number k of the IPv4 subnet is ::k of the /64
+            k = int(ipaddress.ip_interface(addr).ip) - int(topo.subnets()[segment].network_address)
+            assert int(v6.ip) - int(net.network_address) == k
+
+
+def test_ipv6_link_params_carry_the_plan(topo):
+    for src, dst, info in topo.links(sort=True, withKeys=False, withInfo=True):
+        for node, port, params in ((info["node1"], info["port1"], info["params1"]),
+                                   (info["node2"], info["port2"], info["params2"])):
+            if topo.role(node) != "lan":
+                assert params["addrs6"] == [topo.interfaces(node, family=6)[f"{node}-eth{port}"]]
+
+
+def test_ipv6_routes_mirror_the_ipv4_ones(topo):
+    """Same count, same next-hop node, prefixes /L -> /(32+L), default -> ::/0; and
+    the IPv4 prefixes of a table nest exactly as their IPv6 twins do."""
+    owners4, owners6 = topo.owners(), topo.owners(family=6)
+    for node in topo.router_names() + topo.host_names():
+        v4, v6 = topo.static_routes(node), topo.static_routes(node, family=6)
+        assert len(v4) == len(v6)
+        for (dst4, via4), (dst6, via6) in zip(v4, v6):
+            assert owners4[via4][0] == owners6[via6][0]
+            if dst4 == "default":
+                assert dst6 == "default"
+                continue
+            n4, n6 = ipaddress.ip_network(dst4), ipaddress.ip_network(dst6)
+            assert n6.prefixlen == 32 + n4.prefixlen and n6 == addressing.ipv6_prefix(topo.ipv6_block, n4)
+        pairs = [(ipaddress.ip_network(a[0]), ipaddress.ip_network(b[0]))
+                 for a in v4 for b in v4 if "default" not in (a[0], b[0])]
+        for a, b in pairs:
+            a6, b6 = (addressing.ipv6_prefix(topo.ipv6_block, n) for n in (a, b))
+            assert a.subnet_of(b) == a6.subnet_of(b6) and a.overlaps(b) == a6.overlaps(b6)
+
+
+def test_ipv6_every_address_reachable_on_the_ipv4_path(topo):
+    """LPM over the IPv6 tables reaches every IPv6 address of the plan, through
+    the same nodes as IPv4 to the twin address."""
+    tables, owners, segments = topo.tables(family=6), topo.owners(family=6), topo.segments()
+    twin = {topo.interfaces(n, 6)[i].split("/")[0]: a.split("/")[0]
+            for n in topo.router_names() + topo.host_names()
+            for i, a in topo.interfaces(n).items()}
+    sources = topo.router_names() + topo.host_names()
+    if len(sources) > 50:
+        pairs = [(s, t) for s in sources for t in (topo.ip("h1", family=6), topo.ip("h2", family=6))]
+    else:
+        pairs = [(s, t) for s in sources for t in owners]
+    for src, dst in pairs:
+        hops = addressing.trace(tables, owners, src, dst, segments)
+        assert hops == topo.trace(src, twin[dst]), (src, dst)
+
+
+def test_ipv6_intended_tables_add_the_link_local_routes():
+    topo = LineTopo(5)
+    assert topo.intended_routes("r1", family=6) == [
+        {"dst": "fd77:1:a00::/64", "gateway": None, "dev": "r1-eth0"},
+        {"dst": "fd77:1:a00:100::/64", "gateway": None, "dev": "r1-eth1"},
+        {"dst": "fe80::/64", "gateway": None, "dev": "r1-eth0"},
+        {"dst": "fe80::/64", "gateway": None, "dev": "r1-eth1"},
+        {"dst": "fd77:1:a00:200::/55", "gateway": "fd77:1:a00:100::2", "dev": "r1-eth1"},
+        {"dst": "fd77:1:a00:400::/55", "gateway": "fd77:1:a00:100::2", "dev": "r1-eth1"},
+    ]
+    assert topo.intended_routes("h1", family=6)[-1] == {
+        "dst": "::/0", "gateway": "fd77:1:a00::2", "dev": "h1-eth0"}
+    assert topo.intended_routes("r1") == LineTopo(5).intended_routes("r1")   # IPv4 as before
+
+
+def test_ipv6_line_and_internet_traceroutes():
+    line = LineTopo(3)
+    assert line.host_ips(family=6) == {"h1": "fd77:1:a00::1", "h2": "fd77:1:a00:300::2"}
+    assert line.expected_traceroute("h1", "h2", family=6) == [
+        "fd77:1:a00::2", "fd77:1:a00:100::2", "fd77:1:a00:200::2", "fd77:1:a00:300::2"]
+    assert line.expected_traceroute("h1", "fd77:1:a00:200::1") == [
+        "fd77:1:a00::2", "fd77:1:a00:200::1"]   # r2's far interface: an address picks its family
+    assert line.expected_path("h2", "h1", family=6) == ["r3", "r2", "r1"]
+    net = InternetTopo()
+    for src in net.host_names():
+        for dst in net.host_names():
+            if src != dst:
+                assert net.expected_path(src, dst, family=6) == net.expected_path(src, dst)
+    assert net.expected_traceroute("home1", "srv1", family=6) == [
+        "fd77:4:c0a8:100::1", "fd77:4:6440::1", "fd77:4:ac10:100::1", "fd77:4:ac10:108::2",
+        "fd77:4:ac10:304::2", "fd77:4:a14:1e00::a"]
+
+
+def test_ipv6_longest_prefix_match_matters_in_internet_too():
+    """bb1 sends srv1's, campus's and office's IPv6 addresses to three neighbours,
+    chosen by /56, /48 and /40 twins of the overlapping /24, /16 and /8."""
+    topo = InternetTopo()
+    table = topo.intended_routes("bb1", family=6)
+    owners = topo.owners(family=6)
+    chosen = {h: owners[addressing.lpm(table, topo.ip(h, family=6))["gateway"]][0]
+              for h in ("srv1", "campus", "office")}
+    assert chosen == {"srv1": "bb3", "campus": "bb2", "office": "bb4"}
+    matching = [r["dst"] for r in table
+                if ipaddress.ip_address(topo.ip("srv1", family=6)) in ipaddress.ip_network(r["dst"])]
+    assert matching == ["fd77:4:a00::/40", "fd77:4:a14::/48", "fd77:4:a14:1e00::/56"]
+
+
+def test_ipv6_unplanned_addresses_are_unreachable_on_line():
+    with pytest.raises(addressing.NoRoute, match="r1 has no route to 2001:db8::1"):
+        LineTopo(5).trace("h1", "2001:db8::1")
+
+
+def test_ipv6_family_must_be_4_or_6():
+    with pytest.raises(ConfigError, match="family must be 4 or 6"):
+        LineTopo(1).interfaces("h1", family=5)
+
+
+def test_node_sysctls_turn_dad_and_ra_off_and_long_paths_raise_the_hop_limit():
+    for cls in (Host, LinuxRouter, LongPathHost, LongPathRouter):
+        for key in ("all/accept_dad", "default/accept_dad", "all/accept_ra", "default/accept_ra"):
+            assert cls.SYSCTLS[f"net/ipv6/conf/{key}"] == "0", (cls, key)
+    for cls in (LinuxRouter, LongPathRouter):
+        assert cls.SYSCTLS["net/ipv6/conf/all/forwarding"] == "1"
+        assert cls.SYSCTLS["net/ipv6/icmp/ratelimit"] == "0"
+    assert "net/ipv6/conf/all/forwarding" not in Host.SYSCTLS
+    for cls in (LongPathHost, LongPathRouter):
+        assert cls.SYSCTLS["net/ipv6/conf/default/hop_limit"] == "255"

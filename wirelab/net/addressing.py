@@ -12,6 +12,23 @@ so the same functions work on the plan and on what the kernel reports.
 the kernel's choice against it) and :func:`trace` follows next hops through a
 set of tables, to prove a plan reaches everything without loops before any
 namespace exists. Nothing here needs root or touches the system.
+
+IPv6 comes from the same plan (:func:`ipv6_prefix`, :func:`ipv6_subnet`,
+:func:`ipv6_interface`): a topology's IPv6 block is a /32 inside the ULA range
+fd00::/8, and the 32 bits after it hold an IPv4 network address. An IPv4 prefix
+``p/L`` becomes ``block + p`` as a /(32 + L), so nesting and overlap are kept
+exactly (10.0.0.0/8, 10.20.0.0/16 and 10.20.30.0/24 become a /40, a /48 and a
+/56 nested the same way), ``default`` stays the default (::/0), and every IPv4
+link or LAN subnet gets the /64 that holds its network address (a /64 for
+every segment, as RFC 4291 expects), with host number k as interface id ::k::
+
+    block fd77:1::/32, 10.0.1.0/24        ->  fd77:1:a00:100::/64 (the link), .../56 (routes)
+    10.0.1.2/24  (host 2 of 10.0.1.0/24)  ->  fd77:1:a00:100::2/64
+    10.0.0.0/23  (a summary)              ->  fd77:1:a00::/55
+
+A /32 rather than the /48 of RFC 4193: a /48 leaves 16 bits, too few to carry
+the plans' IPv4 networks without a table (the 40-bit random global id becomes a
+fixed 24-bit one, fine inside an emulation that never meets another ULA).
 """
 
 import ipaddress
@@ -72,6 +89,46 @@ def point_to_point(net):
     return interface(net, 1), interface(net, 2)
 
 
+# -- IPv6 from the IPv4 plan ---------------------------------------------------------
+IPV6_BLOCK_LEN = 32   # 32 bits of block + 32 bits of IPv4 network = a /64 per subnet
+ULA = ipaddress.IPv6Network("fd00::/8")
+
+
+def ipv6_block(value, what="IPv6 block"):
+    """``value`` as a /32 inside fd00::/8, or :class:`ConfigError`."""
+    try:
+        block = ipaddress.IPv6Network(value, strict=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {value!r} is not an IPv6 network ({exc})") from None
+    if block.prefixlen != IPV6_BLOCK_LEN or not block.subnet_of(ULA):
+        raise ConfigError(f"{what}: {value} must be a /{IPV6_BLOCK_LEN} inside {ULA} "
+                          f"(the IPv4 plan fills the next 32 bits)")
+    return block
+
+
+def ipv6_prefix(block, prefix4):
+    """The IPv6 counterpart of IPv4 prefix ``prefix4`` (or ``'default'`` -> ``::/0``):
+    ``block`` + the IPv4 bits, /(32 + L). Containment and overlap are preserved."""
+    if prefix4 in ("default", "0.0.0.0/0"):
+        return ipaddress.IPv6Network("::/0")
+    block, net = ipv6_block(block), ipaddress.IPv4Network(prefix4)
+    value = int(block.network_address) | (int(net.network_address) << 64)
+    return ipaddress.IPv6Network((value, IPV6_BLOCK_LEN + net.prefixlen))
+
+
+def ipv6_subnet(block, subnet4):
+    """The /64 of an IPv4 link or LAN subnet: ``block`` + its network address."""
+    net = ipaddress.IPv4Network(subnet4)
+    return ipaddress.IPv6Network((int(ipv6_prefix(block, f"{net.network_address}/32").network_address), 64))
+
+
+def ipv6_interface(block, cidr4):
+    """``'a.b.c.d/len'`` -> ``'v6/64'``: host number k of the IPv4 subnet is ::k in its /64."""
+    iface = ipaddress.IPv4Interface(cidr4)
+    k = int(iface.ip) - int(iface.network.network_address)
+    return f"{ipv6_subnet(block, iface.network).network_address + k}/64"
+
+
 # -- summarisation ----------------------------------------------------------------
 def summarize(first, last):
     """The fewest prefixes covering subnets ``first`` through ``last`` inclusive."""
@@ -101,10 +158,10 @@ def overlaps(networks):
 
 
 # -- longest-prefix match and forwarding ----------------------------------------------
-def _dst_network(route):
+def _dst_network(route, version=4):
     dst = route.get("dst")
     if dst in (None, "default"):
-        dst = "0.0.0.0/0"
+        dst = "0.0.0.0/0" if version == 4 else "::/0"
     return ipaddress.ip_network(dst, strict=False)
 
 
@@ -115,13 +172,14 @@ def lpm(table, dst):
     ``priority`` (metric; lower wins among equal prefixes, as in the kernel).
     Among equal prefix and metric the first listed wins. ``None`` if nothing
     matches. Route types (blackhole, unreachable) are not interpreted: such a
-    route is still the match, as it is in the kernel.
+    route is still the match, as it is in the kernel. IPv4 or IPv6, as ``dst``
+    is; routes of the other family never match.
     """
     addr = ipaddress.ip_address(dst)
     best, best_key = None, None
     for route in table:
-        net = _dst_network(route)
-        if addr in net:
+        net = _dst_network(route, addr.version)
+        if net.version == addr.version and addr in net:
             key = (-net.prefixlen, route.get("priority") or 0)
             if best_key is None or key < best_key:
                 best, best_key = route, key

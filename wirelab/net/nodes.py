@@ -10,6 +10,14 @@ Every node, when configured, turns TSO/GSO/GRO off on its links and brings its
 interfaces up; addresses and routes go through pyroute2 in the node's namespace,
 never through ``ifconfig`` or ``ip`` text.
 
+IPv6 beside IPv4: ``params1={'addrs6': ['fd77:1:a00::1/64']}`` per link end and
+``routes6=[('fd77:1:a00:200::/55', 'fd77:1:a00:100::2'), ('default', ...)]``
+per node. Duplicate address detection and router advertisements are off in
+every node's namespace before its interfaces exist (:attr:`NetlinkNode.SYSCTLS`),
+and addresses are added with IFA_F_NODAD: an address is usable the moment it is
+added, and no link-local address sits "tentative" for a second (a router cannot
+send neighbour solicitations for forwarded packets without a usable one).
+
 Every node's shell must come up within :attr:`ShellDeadline.START_TIMEOUT_S`;
 one that exits or stays silent fails the run with :class:`NodeStartError`
 naming the node, the exit status and what the shell printed.
@@ -158,17 +166,23 @@ class MininetHost(ShellDeadline, MnHost):
 from wirelab.net.netns import entered, iproute, open_ioctl_socket, set_offloads
 
 
-def _route_spec(route):
+AF_INET6 = 10
+IFA_F_NODAD = 0x02      # linux/if_addr.h: no duplicate address detection
+
+
+def _route_spec(route, family=4):
     """Normalise ``(dst, via)`` or a dict into pyroute2 keywords."""
     if isinstance(route, dict):
         dst, via, dev = route.get("dst"), route.get("via"), route.get("dev")
     else:
         dst, via = route[0], route[1]
         dev = route[2] if len(route) > 2 else None
-    if dst in ("default", "0.0.0.0/0"):
-        dst = "0.0.0.0/0"
+    if dst in ("default", "0.0.0.0/0", "::/0"):
+        dst = "0.0.0.0/0" if family == 4 else "::/0"
     net = ipaddress.ip_network(dst, strict=True)
     spec = {"dst": str(net.network_address), "dst_len": net.prefixlen}
+    if net.version == 6:
+        spec["family"] = AF_INET6
     if via:
         spec["gateway"] = str(ipaddress.ip_address(via))
     if dev:
@@ -180,18 +194,40 @@ class NetlinkNode(ShellDeadline, Node):
     """A namespaced node whose interfaces, addresses and routes come from params.
 
     ``SYSCTLS`` ({key under /proc/sys: value}) are set in the node's own network
-    namespace when it is configured; the old values are recorded and restored
-    when it terminates (it matters when a namespace outlives the node, as with
-    ``mn``'s CLI, and it documents exactly what each kind of node changes).
+    namespace as soon as its shell is up, before any of its interfaces exists
+    (so an interface takes the namespace's IPv6 ``default`` settings when it is
+    created); the old values are recorded and restored when it terminates (it
+    matters when a namespace outlives the node, as with ``mn``'s CLI, and it
+    documents exactly what each kind of node changes).
     """
 
-    SYSCTLS = {}
+    SYSCTLS = {
+        # DAD would hold every IPv6 address "tentative" for a second after its
+        # link comes up (dad_transmits x retrans_time): unusable, and a router
+        # without a usable link-local address sends no neighbour solicitation.
+        # The emulation assigns every address from one plan: nothing to detect.
+        # The kernel does DAD unless both all/ and the interface say 0.
+        "net/ipv6/conf/all/accept_dad": "0",
+        "net/ipv6/conf/default/accept_dad": "0",
+        # No router advertisements are sent here, and a host that accepts them
+        # also solicits them (RS after its link-local address, again and
+        # again): every address and route comes from the plan instead.
+        "net/ipv6/conf/all/accept_ra": "0",
+        "net/ipv6/conf/default/accept_ra": "0",
+    }
 
-    def config(self, routes=(), lo="up", **_params):
+    def __init__(self, name, **params):
         self.wl_saved_sysctls = {}
-        for key, value in self.SYSCTLS.items():
-            self.wl_saved_sysctls[key] = self._sysctl(key, value)
-        return self._config_links(routes, lo)
+        super().__init__(name, **params)
+        try:
+            for key, value in self.SYSCTLS.items():
+                self.wl_saved_sysctls[key] = self._sysctl(key, value)
+        except BaseException:   # no half-configured node left behind with its shell
+            self._abandon_shell()
+            raise
+
+    def config(self, routes=(), routes6=(), lo="up", **_params):
+        return self._config_links(routes, routes6, lo)
 
     def _sysctl(self, key, value=None):
         """Read (and optionally write) a sysctl in this node's namespace."""
@@ -217,10 +253,11 @@ class NetlinkNode(ShellDeadline, Node):
                 pass  # the namespace is already gone: nothing left to restore
         super().terminate()
 
-    def _config_links(self, routes, lo):
+    def _config_links(self, routes, routes6, lo):
         # Deliberately not Node.config(): that sets the auto-assigned 10.x/8
         # address with ifconfig. Ours come from the topology's address plan.
         self.wl_routes = [_route_spec(r) for r in routes]
+        self.wl_routes6 = [_route_spec(r, family=6) for r in routes6]
         with iproute(self) as ipr, open_ioctl_socket(self) as sock:
             index = {name: ipr.link_lookup(ifname=name)[0]
                      for name in self.intfNames()}
@@ -238,8 +275,13 @@ class NetlinkNode(ShellDeadline, Node):
                     if intf.ip is None or intf.ip == "":
                         # Mininet's CLI (h1 ping h2) and IP() read these.
                         intf.ip, intf.prefixLen = str(iface.ip), iface.network.prefixlen
+                for cidr in intf.params.get("addrs6", ()):
+                    iface = ipaddress.IPv6Interface(cidr)
+                    ipr.addr("add", index=index[intf.name], family=AF_INET6,
+                             address=str(iface.ip), prefixlen=iface.network.prefixlen,
+                             flags=IFA_F_NODAD)
                 ipr.link("set", index=index[intf.name], state="up")
-            for spec in self.wl_routes:
+            for spec in self.wl_routes + self.wl_routes6:
                 spec = dict(spec)
                 if "dev" in spec:
                     spec["oif"] = index[spec.pop("dev")]
@@ -257,11 +299,17 @@ class Host(NetlinkNode):
 
 
 class LinuxRouter(NetlinkNode):
-    """A router: a host that forwards. IPv4 forwarding on, plus the ICMP
-    settings below; every sysctl changed is recorded and restored."""
+    """A router: a host that forwards. IPv4 and IPv6 forwarding on, plus the
+    ICMP settings below; every sysctl changed is recorded and restored."""
 
     SYSCTLS = {
+        **NetlinkNode.SYSCTLS,
         "net/ipv4/ip_forward": "1",
+        # all/ sets every interface's and the default's forwarding too.
+        "net/ipv6/conf/all/forwarding": "1",
+        # ICMPv6 errors are rate-limited per destination as well (1000 ms,
+        # shorter for shorter routes, a burst of 6): traceroute -6 needs them all.
+        "net/ipv6/icmp/ratelimit": "0",
         # ICMP errors (traceroute's time-exceeded) leave from the interface the
         # probe came in on, so each hop names the interface on the path.
         "net/ipv4/icmp_errors_use_inbound_ifaddr": "1",

@@ -250,9 +250,22 @@ class Testbed:
         from wirelab.net.nodes import LinuxRouter
         return [n for n in self.net.hosts if not isinstance(n, LinuxRouter)]
 
-    def ip(self, name, intf=None):
+    def ip(self, name, intf=None, family=4):
+        """``name``'s address (of ``intf``, else its first interface); ``family=6``:
+        the IPv6 address the topology gave that interface (link param ``addrs6``)."""
         node = self.node(name)
-        return node.IP(intf) if intf else node.IP()
+        if family == 4:
+            return node.IP(intf) if intf else node.IP()
+        if family != 6:
+            raise ConfigError(f"family must be 4 or 6, not {family!r}")
+        for i in node.intfList():
+            if (intf is None or str(i) == str(intf)) and i.params.get("addrs6"):
+                return str(ipaddress.IPv6Interface(i.params["addrs6"][0]).ip)
+        raise ConfigError(f"{name} has no IPv6 address" + (f" on {intf}" if intf else ""))
+
+    def ip6(self, name, intf=None):
+        """``name``'s IPv6 address: :meth:`ip` with ``family=6``."""
+        return self.ip(name, intf, family=6)
 
     # -- doing things ----------------------------------------------------------
     def run(self, node, argv, timeout, check=True, input=None):
@@ -300,16 +313,32 @@ class Testbed:
         return iproute(node)
 
     # -- kernel state through netlink --------------------------------------------
-    def routes(self, node, table=254):
-        """The node's IPv4 routes in ``table`` (main) as plain dicts."""
+    def routes(self, node, table=254, family=4):
+        """The node's IPv4 (``family=6``: IPv6) routes in ``table`` (main) as plain
+        dicts. IPv6 routes also carry ``priority`` (the metric: 256 for the
+        kernel's connected routes, 1024 for ours)."""
         node = self.resolve(node)
         out = []
+        if family not in (4, 6):
+            raise ConfigError(f"family must be 4 or 6, not {family!r}")
         with iproute(node) as ipr:
             names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-            for r in ipr.get_routes(family=2, table=table):
+            for r in ipr.get_routes(family=2 if family == 4 else 10, table=table):
                 if r.get_attr("RTA_TABLE", r["table"]) != table:
                     continue
-                dst = r.get_attr("RTA_DST") or "0.0.0.0"
+                dst = r.get_attr("RTA_DST") or ("0.0.0.0" if family == 4 else "::")
+                if family == 6:
+                    out.append({
+                        "dst": str(ipaddress.ip_network(f"{dst}/{r['dst_len']}")),
+                        "gateway": r.get_attr("RTA_GATEWAY"),
+                        "dev": names.get(r.get_attr("RTA_OIF")),
+                        "prefsrc": r.get_attr("RTA_PREFSRC"),
+                        "priority": r.get_attr("RTA_PRIORITY"),
+                        "scope": r["scope"],
+                        "proto": r["proto"],
+                        "type": r["type"],
+                    })
+                    continue
                 out.append({
                     "dst": str(ipaddress.ip_network(f"{dst}/{r['dst_len']}")),
                     "gateway": r.get_attr("RTA_GATEWAY"),
@@ -322,12 +351,13 @@ class Testbed:
         return out
 
     def route_get(self, node, dst, ipr=None):
-        """The kernel's forwarding decision for ``dst`` (RTM_GETROUTE)."""
+        """The kernel's forwarding decision for ``dst`` (RTM_GETROUTE), IPv4 or IPv6."""
         node = self.resolve(node)
         own = ipr is None
         ipr = ipr or iproute(node)
+        v6 = {"family": 10} if ipaddress.ip_address(dst).version == 6 else {}
         try:
-            r = ipr.route("get", dst=str(dst))[0]
+            r = ipr.route("get", dst=str(dst), **v6)[0]
             return {"gateway": r.get_attr("RTA_GATEWAY"), "oif": r.get_attr("RTA_OIF"),
                     "prefsrc": r.get_attr("RTA_PREFSRC"), "type": r["type"]}
         finally:

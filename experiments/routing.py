@@ -19,6 +19,21 @@ the chosen egress interface, and its Ethernet destination is the next hop's MAC
 address. verify reads only the results folder: lookups.json (the kernel's
 answers and the tables; the reference is computed there), the cases' pcaps and
 run.json (the routers planned, every interface's address and MAC).
+
+IPv6 (the topology is dual-stack, its IPv6 plan the twin of the IPv4 one; off
+with --no-ipv6): the same check on every router's IPv6 tables (lookups6.json),
+with destinations drawn the same way plus IPv6's special ones, each predicted
+by the reference (reference_choice6): the local table first (local and
+anycast addresses -> lo; multicast ff00::/8 -> the first interface's
+multicast route), then main; a link-local destination fe80::/64 has no scope
+id, so the first fe80::/64 route of the table (the kernel's own order) wins;
+fe80::/10 outside fe80::/64, ::, ::ffff:a.b.c.d and 2001:db8::/32 match no
+route (ENETUNREACH). Claims, prefixed "IPv6:": route get == LPM; every router
+forwarding IPv6 (net.ipv6.conf.all.forwarding=1); overlapping prefixes
+exercised; only the local and main policy rules (IPv6 has no rule for table
+default); the main table equals the plan's (routes on lo aside); every special
+kind exercised on every router; and a probe per gateway route
+(`packets6/<router>-<prefix>`) captured leaving toward the next hop's MAC.
 """
 
 import dataclasses
@@ -50,6 +65,8 @@ class RoutingParams:
     seed: int = dataclasses.field(default=1, metadata={"help": "seed for the destinations"})
     packets: bool = dataclasses.field(default=True, metadata={
         "help": "confirm a sample with real packets captured on the egress interface"})
+    ipv6: bool = dataclasses.field(default=True, metadata={
+        "help": "check the IPv6 tables too (and IPv6 packets)"})
 
     def __post_init__(self):
         if not 1 <= self.destinations <= 1_000_000:
@@ -71,9 +88,13 @@ def nested_chain(table):
     return max(best.values(), key=len, default=[])
 
 
+def _address(version, value):
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
 def evenly_spaced(net, count):
     first, size = int(net.network_address), net.num_addresses
-    return [str(ipaddress.IPv4Address(first + (size - 1) * i // (count - 1))) for i in range(count)]
+    return [str(_address(net.version, first + (size - 1) * i // (count - 1))) for i in range(count)]
 
 
 def draw_destinations(tables, count, rng):
@@ -95,7 +116,38 @@ def draw_destinations(tables, count, rng):
     return sorted(picks, key=lambda a: int(ipaddress.IPv4Address(a)))
 
 
-RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST = 1, 2, 3, 5
+# IPv6 destinations the kernel treats specially, drawn on every router.
+IPV6_SPECIAL = ["::", "::1", "ff02::1", "ff02::2", "ff02::1:ff00:1", "ff05::1:3", "ff0e::1",
+                "fe80::1", "fe80::ffff:ffff:ffff:ffff", "fe80:0:0:1::1", "febf::1",
+                "::ffff:10.1.0.2", "2001:db8::1"]
+
+
+def draw_destinations6(tables, count, rng, block):
+    """IPv6 addresses that exercise every prefix of main and local (inside,
+    first/last, just outside, random), random ones in the topology's block and
+    anywhere, and :data:`IPV6_SPECIAL`."""
+    candidates = []
+    for route in tables["main"] + tables["local"]:
+        net = ipaddress.ip_network(route["dst"])
+        first, last = int(net.network_address), int(net.broadcast_address)
+        candidates += [first, last, first - 1, last + 1]
+        for _ in range(3):
+            candidates.append(rng.randint(first, last))
+    block = ipaddress.IPv6Network(block)
+    picks = set(IPV6_SPECIAL)
+    while len(picks) < count + len(IPV6_SPECIAL):
+        x = rng.random()
+        if candidates and x < 0.7:
+            value = rng.choice(candidates) % 2 ** 128
+        elif x < 0.85:
+            value = rng.randint(int(block.network_address), int(block.broadcast_address))
+        else:
+            value = rng.getrandbits(128)
+        picks.add(str(ipaddress.IPv6Address(value)))
+    return sorted(picks, key=lambda a: int(ipaddress.IPv6Address(a)))
+
+
+RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST, RTN_MULTICAST = 1, 2, 3, 4, 5
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
 
@@ -126,6 +178,49 @@ def reference_choice(local, main_table, dst):
     return {"table": "main", "type": route["type"], "gateway": route["gateway"], "dev": route["dev"]}
 
 
+def reference_choice6(local, main_table, dst):
+    """What the kernel's IPv6 output route lookup answers for ``dst``, predicted.
+
+    Longest-prefix match over local, then main (IPv6's default policy rules).
+    A local-table match is local or anycast (an address of this router, or a
+    subnet-router anycast address: out through lo) or multicast (ff00::/8,
+    one route per interface in local: the first listed wins, and the packet is
+    multicast on that device). Among equal prefixes and metrics the first route
+    of the table wins (fe80::/64 exists once per interface: a link-local
+    destination without a scope id takes the first). No match: ENETUNREACH
+    (None), for :: too (unlike IPv4's 0.0.0.0, not "this host").
+    """
+    route = lpm(local, dst)
+    if route is not None:
+        dev = "lo" if route["type"] in (RTN_LOCAL, RTN_ANYCAST) else route["dev"]
+        return {"table": "local", "type": route["type"], "gateway": None, "dev": dev}
+    route = lpm(main_table, dst)
+    if route is None:
+        return None
+    return {"table": "main", "type": route["type"], "gateway": route["gateway"], "dev": route["dev"]}
+
+
+LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+
+
+def special_kind6(ref, dst):
+    """Which of IPv6's special cases the reference answer for ``dst`` is."""
+    if ref is None:
+        return "unreachable"
+    if ref["type"] == RTN_LOCAL:
+        return "loopback" if dst == "::1" else "local"
+    if ref["type"] == RTN_ANYCAST:
+        return "anycast"
+    if ref["type"] == RTN_MULTICAST:
+        return "multicast"
+    if ipaddress.IPv6Address(dst) in LINK_LOCAL:
+        return "link-local"
+    return "unicast"
+
+
+SPECIAL_KINDS6 = ("local", "loopback", "anycast", "multicast", "link-local", "unreachable")
+
+
 def agrees(kernel, ref):
     """The kernel's answer equals the predicted one (no route: ENETUNREACH)."""
     if ref is None:
@@ -137,11 +232,12 @@ def agrees(kernel, ref):
 PROBE_PCAP = "egress.pcap"
 
 
-def packet_cases(lookups, rng):
-    """One case per gateway route per router (``packets/<router>-<prefix>``): a
-    probe to a destination whose longest match is that route, captured on the
-    route's egress interface."""
+def packet_cases(lookups, rng, family=4):
+    """One case per gateway route per router (``packets/<router>-<prefix>``,
+    IPv6: ``packets6/<router>-<prefix with - for :>``): a probe to a destination
+    whose longest match is that route, captured on the route's egress interface."""
     cases = []
+    folder = "packets" if family == 4 else "packets6"
     for router, r in lookups.items():
         table, local = r["tables"]["main"], r["tables"]["local"]
         for route in table:
@@ -149,13 +245,15 @@ def packet_cases(lookups, rng):
                 continue
             net = ipaddress.ip_network(route["dst"])
             for _ in range(50):   # a destination whose reference choice is this very route
-                dst = str(ipaddress.IPv4Address(rng.randint(int(net.network_address), int(net.broadcast_address))))
+                dst = str(_address(net.version, rng.randint(int(net.network_address), int(net.broadcast_address))))
                 if lpm(table, dst) is route and lpm(local, dst) is None:
                     break
             else:
                 continue
+            where = (f"{net.network_address}" if family == 4 else
+                     "default" if net.prefixlen == 0 else str(net.network_address).replace(":", "."))
             cases.append(Case(
-                name=f"packets/{router}-{net.network_address}_{net.prefixlen}",
+                name=f"{folder}/{router}-{where}_{net.prefixlen}",
                 args={"router": router, "route": route["dst"], "dst": dst,
                       "egress": route["dev"], "gateway": route["gateway"]},
                 captures=(CapturePoint(router, route["dev"], PROBE_PCAP),),
@@ -173,16 +271,28 @@ class RoutingExperiment(Experiment):
         self.topo = InternetTopo()
         self.tb = self.stack.enter_context(Testbed(self.topo, log=self.log))
         self.record(planned_routers=self.topo.router_names(),
-                    interfaces=[{"node": n.name, "intf": i.name, "ip": i.IP(), "mac": i.MAC()}
+                    interfaces=[{"node": n.name, "intf": i.name, "ip": i.IP(), "mac": i.MAC(),
+                                 "ip6": self.tb.ip(n.name, i.name, family=6)}
                                 for n in self.tb.net.hosts for i in n.intfList() if i.name != "lo"])
+        if self.params.ipv6:
+            self.record(ipv6_block=self.topo.ipv6_block,
+                        planned_routes6={r: self.topo.intended_routes(r, family=6)
+                                         for r in self.topo.router_names()})
 
     def run(self):
         rng = random.Random(self.params.seed)
         lookups = {router.name: self.look_up(router, rng) for router in self.tb.routers}
         write_json(self.path("lookups.json"), lookups)
         write_json(self.path("owners.json"), {ip: node for ip, (node, _) in self.topo.owners().items()})
-        if self.params.packets:
-            run_cases(self, self.tb, packet_cases(lookups, rng), self.send_probe)
+        cases = packet_cases(lookups, rng) if self.params.packets else []
+        if self.params.ipv6:
+            rng6 = random.Random(self.params.seed + 6)   # the IPv4 draws stay as they were
+            lookups6 = {router.name: self.look_up6(router, rng6) for router in self.tb.routers}
+            write_json(self.path("lookups6.json"), lookups6)
+            if self.params.packets:
+                cases += packet_cases(lookups6, rng6, family=6)
+        if cases:
+            run_cases(self, self.tb, cases, self.send_probe)
 
     def look_up(self, router, rng):
         """The router's tables and rules, and the kernel's choice for many destinations."""
@@ -213,10 +323,36 @@ class RoutingExperiment(Experiment):
         return {"tables": tables, "rules": rules, "checks": checks, "zoom": zoom,
                 "ip_forward": router.sysctl("net/ipv4/ip_forward")}
 
+    def look_up6(self, router, rng):
+        """The router's IPv6 tables and rules, and the kernel's choice for many destinations."""
+        tb = self.tb
+        tables = {"main": tb.routes(router, table=MAIN, family=6),
+                  "local": tb.routes(router, table=LOCAL, family=6)}
+        with tb.iproute(router) as ipr:
+            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+            rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
+                     for r in ipr.get_rules(family=10)]
+            dests = draw_destinations6(tables, self.params.destinations, rng, self.topo.ipv6_block)
+            for net in nested_chain(tables["main"]):   # the /40 > /48 > /56 twins, swept
+                dests = sorted(set(dests) | set(evenly_spaced(net, 64)),
+                               key=lambda a: int(ipaddress.IPv6Address(a)))
+            checks = []
+            for dst in dests:
+                try:
+                    got = tb.route_get(router, dst, ipr=ipr)
+                    kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]), "type": got["type"]}
+                except NetlinkError as exc:  # ENETUNREACH: no route at all
+                    kernel = {"error": exc.code}
+                checks.append({"dst": dst, "kernel": kernel})
+        self.log(f"{router.name}: {len(tables['main'])} IPv6 routes, {len(checks)} destinations looked up")
+        return {"tables": tables, "rules": rules, "checks": checks,
+                "forwarding": router.sysctl("net/ipv6/conf/all/forwarding")}
+
     def send_probe(self, case, folder):
         """The workload of a packets/ case: one UDP datagram sent by the router itself."""
         a = case.args
-        sender = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        family = "AF_INET6" if ":" in a["dst"] else "AF_INET"
+        sender = (f"import socket; s=socket.socket(socket.{family}, socket.SOCK_DGRAM); "
                   f"s.sendto(b'wirelab-routing-probe', ({a['dst']!r}, 33434))")
         self.tb.run(a["router"], [sys.executable, "-c", sender], timeout=10)
         # -U writes each packet as it comes: past the 24-byte file header
@@ -279,15 +415,97 @@ class RoutingExperiment(Experiment):
                             default_rules, evidence="lookups.json rules"))
         if ev.params.packets:
             claims.append(cls.verify_packets(ev))
+        # A folder whose params.json predates the ipv6 parameter is IPv4 only.
+        if ev.params_dict.get("ipv6", False):
+            claims += cls.verify6(ev)
         return claims
 
     @classmethod
-    def verify_packets(cls, ev):
-        """Each packets/ case: the captured probe went to the gateway's MAC (run.json interfaces)."""
-        by_ip = {i["ip"]: i for i in ev.run.get("interfaces", [])}
+    def verify6(cls, ev):
+        """The IPv6 claims, from lookups6.json, run.json and the packets6/ cases."""
+        results = ev.json("lookups6.json")
+        kinds = {}
+        for name, r in results.items():
+            kinds[name] = dict.fromkeys(SPECIAL_KINDS6, 0)
+            for c in r["checks"]:
+                ref = reference_choice6(r["tables"]["local"], r["tables"]["main"], c["dst"])
+                c["agree"] = agrees(c["kernel"], ref)
+                kind = special_kind6(ref, c["dst"])
+                if kind in kinds[name]:
+                    kinds[name][kind] += 1
+        ev.metrics["routers6"] = {
+            name: {"routes": len(r["tables"]["main"]), "destinations": len(r["checks"]),
+                   "agree": sum(c["agree"] for c in r["checks"]), "rules": r["rules"],
+                   "special": kinds[name]}
+            for name, r in results.items()}
+        claims = []
+        total = sum(len(r["checks"]) for r in results.values())
+        agree = sum(c["agree"] for r in results.values() for c in r["checks"])
+        bad = [f"{name}:{c['dst']}" for name, r in results.items() for c in r["checks"] if not c["agree"]]
+        claims.append(Claim(
+            "IPv6: kernel route get == pure-Python longest-prefix match (every router, every destination)",
+            total > 0 and agree == total, measured=f"{agree}/{total}", expected=f"{total}/{total}",
+            tolerance=0, evidence="lookups6.json" + (f"; disagreements: {bad[:5]}" if bad else "")))
+        destinations = ev.params.destinations
+        per_router_min = min((len(r["checks"]) for r in results.values()), default=0)
+        forwarding = sorted(name for name, r in results.items() if r["forwarding"] == "1")
+        planned = sorted(ev.run.get("planned_routers", []))
+        claims.append(Claim(
+            f"IPv6: every router of the plan was checked, forwarding (net.ipv6.conf.all.forwarding=1), "
+            f"with {destinations} destinations each",
+            bool(planned) and forwarding == planned and per_router_min >= destinations,
+            measured={"forwarding": forwarding, "min_destinations": per_router_min},
+            expected={"routers": planned, "destinations": destinations},
+            evidence="lookups6.json (forwarding read from each router's namespace), run.json planned_routers"))
+        overlapping = 0
+        for r in results.values():
+            nets = [ipaddress.ip_network(x["dst"]) for x in r["tables"]["main"]]
+            for c in r["checks"]:
+                addr = ipaddress.ip_address(c["dst"])
+                if sum(addr in n for n in nets if n.prefixlen > 0) >= 2:
+                    overlapping += 1
+        claims.append(Claim(
+            "IPv6: destinations matched by 2+ overlapping prefixes were tested (LPM mattered)",
+            overlapping > 0, measured=overlapping, expected="> 0", evidence="lookups6.json"))
+        default_rules = all(sorted((x["priority"], x["table"]) for x in r["rules"])
+                            == [(0, LOCAL), (32766, MAIN)] for r in results.values())
+        claims.append(Claim("IPv6: only the kernel's default policy rules (local, main) exist",
+                            default_rules, evidence="lookups6.json rules"))
+        planned6 = ev.run.get("planned_routes6", {})
+        differ = sorted(name for name, r in results.items()
+                        if _table_key(r["tables"]["main"]) != _table_key(planned6.get(name, [])))
+        claims.append(Claim(
+            "IPv6: every router's main table == the plan's (the IPv4 prefixes' twins, fe80::/64 per interface)",
+            bool(planned6) and set(planned6) == set(results) and not differ,
+            measured={"differ": differ, "routers": len(results)}, expected={"differ": [], "routers": len(planned6)},
+            evidence="lookups6.json tables.main (routes on lo aside), run.json planned_routes6"))
+        # A router with a default route (::/0) answers every destination: none is unreachable.
+        has_default = {name: any(x["dst"] == "::/0" for x in r["tables"]["main"])
+                       for name, r in results.items()}
+        missing = {name: [k for k, n in counts.items()
+                          if n == 0 and not (k == "unreachable" and has_default[name])]
+                   for name, counts in kinds.items()}
+        missing = {name: ks for name, ks in missing.items() if ks}
+        claims.append(Claim(
+            "IPv6: every router was asked for each special kind: local, loopback ::1, anycast, "
+            "multicast ff00::/8, link-local fe80::/10, unreachable (where there is no default route)",
+            bool(kinds) and not missing,
+            measured={k: sum(c[k] for c in kinds.values()) for k in SPECIAL_KINDS6},
+            expected="each >= 1 on every router", evidence="lookups6.json"
+                     + (f"; missing: {missing}" if missing else "")))
+        if ev.params.packets:
+            claims.append(cls.verify_packets(ev, family=6))
+        return claims
+
+    @classmethod
+    def verify_packets(cls, ev, family=4):
+        """Each packets/ (packets6/) case: the captured probe went to the gateway's
+        MAC (run.json interfaces)."""
+        key, folder = ("ip", "packets/") if family == 4 else ("ip6", "packets6/")
+        by_ip = {i.get(key): i for i in ev.run.get("interfaces", [])}
         by_mac = {i["mac"]: f"{i['node']}:{i['intf']}" for i in ev.run.get("interfaces", [])}
         samples = []
-        for rec in ev.cases():
+        for rec in (ev.case(n) for n in ev.case_names() if n.startswith(folder)):
             a, gw = rec["args"], by_ip.get(rec["args"]["gateway"])
             frame = None if rec["error"] else _first_frame(ev.path(rec["name"], PROBE_PCAP))
             got = frame["dst_mac"] if frame else None
@@ -295,15 +513,17 @@ class RoutingExperiment(Experiment):
                             "gateway_node": gw and gw["node"], "expected_mac": gw and gw["mac"],
                             "captured_dst_mac": got, "captured_on": by_mac.get(got),
                             "confirmed": bool(frame and gw) and got == gw["mac"] and frame["ip_dst"] == a["dst"]})
-        ev.save("packet_checks.json", samples)
         ok = sum(s["confirmed"] for s in samples)
-        ev.metrics["packets"] = {"sent": len(samples), "confirmed": ok}
+        name = "packets" if family == 4 else "packets6"
+        ev.save("packet_checks.json" if family == 4 else "packet6_checks.json", samples)
+        ev.metrics[name] = {"sent": len(samples), "confirmed": ok}
         bad = [s["case"] for s in samples if not s["confirmed"]]
         return Claim(
-            "a real packet left by the chosen egress interface toward the next hop's MAC",
+            ("" if family == 4 else "IPv6: ")
+            + "a real packet left by the chosen egress interface toward the next hop's MAC",
             bool(samples) and ok == len(samples), measured=f"{ok}/{len(samples)}",
             expected=f"{len(samples)}/{len(samples)}", tolerance=0,
-            evidence="packets/*/case.json, packets/*/egress.pcap, run.json interfaces"
+            evidence=f"{folder}*/case.json, {folder}*/egress.pcap, run.json interfaces"
                      + (f"; not confirmed: {bad[:3]}" if bad else ""))
 
 
@@ -359,14 +579,25 @@ def plot_lpm(results, owners, path):
     return True
 
 
+def _table_key(table):
+    """A main table as a sorted list of (dst, gateway, dev), routes on lo left out
+    (the kernel's ::1, listed in main by some kernels)."""
+    return sorted((r["dst"], r["gateway"], r["dev"]) for r in table if r.get("dev") != "lo")
+
+
 def _first_frame(pcap):
-    """Ethernet destination and IP destination of the first frame in ``pcap``."""
+    """Ethernet destination and IP destination of the first frame in ``pcap`` (IPv4 or IPv6)."""
     import dpkt
     try:
         for buf in ethernet_frames(pcap):
             eth = dpkt.ethernet.Ethernet(buf)
             mac = ":".join(f"{b:02x}" for b in eth.dst)
-            ip_dst = str(ipaddress.IPv4Address(eth.data.dst)) if isinstance(eth.data, dpkt.ip.IP) else None
+            if isinstance(eth.data, dpkt.ip.IP):
+                ip_dst = str(ipaddress.IPv4Address(eth.data.dst))
+            elif isinstance(eth.data, dpkt.ip6.IP6):
+                ip_dst = str(ipaddress.IPv6Address(eth.data.dst))
+            else:
+                ip_dst = None
             return {"dst_mac": mac, "ip_dst": ip_dst}
     except (OSError, ValueError, WirelabError, dpkt.dpkt.Error):
         return None   # no (readable) probe: the claim fails with this sample

@@ -42,15 +42,25 @@ def test_routing_end_to_end(tmp_path, host_state):
     done, out, metrics = run_experiment("routing", tmp_path, "--destinations", "300", "--seed", "7")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert metrics["status"] == "pass"
-    assert all(c["ok"] for c in metrics["claims"]) and len(metrics["claims"]) == 5
+    # five IPv4 claims, then seven IPv6 ones
+    assert all(c["ok"] for c in metrics["claims"]) and len(metrics["claims"]) == 12
+    assert [c["name"].startswith("IPv6: ") for c in metrics["claims"]] == [False] * 5 + [True] * 7
     lookups = json.loads((out / "lookups.json").read_text())
     # 300 drawn, plus the evenly spaced sweeps over nested prefixes (routing-lpm.png)
     assert len(lookups) >= 5 and all(len(r["checks"]) >= 300 for r in lookups.values())
     assert any(len(r["zoom"]) >= 3 for r in lookups.values())
+    lookups6 = json.loads((out / "lookups6.json").read_text())
+    assert sorted(lookups6) == sorted(lookups) and all(len(r["checks"]) >= 300 for r in lookups6.values())
+    special = metrics["metrics"]["routers6"]["bb1"]["special"]
+    assert all(special[k] >= 1 for k in ("local", "loopback", "anycast", "multicast", "link-local", "unreachable"))
     packets = json.loads((out / "packet_checks.json").read_text())
+    packets6 = json.loads((out / "packet6_checks.json").read_text())
     assert metrics["metrics"]["packets"]["confirmed"] == metrics["metrics"]["packets"]["sent"] == len(packets) > 0
+    assert metrics["metrics"]["packets6"]["confirmed"] == metrics["metrics"]["packets6"]["sent"] == len(packets6) > 0
     cases = json.loads((out / "run.json").read_text())["cases"]
-    assert cases == [p["case"] for p in packets] and all(c.startswith("packets/") for c in cases)
+    assert cases == [p["case"] for p in packets + packets6]
+    assert all(c.startswith("packets/") for c in cases[:len(packets)])
+    assert all(c.startswith("packets6/") and ":" in p["dst"] for c, p in zip(cases[len(packets):], packets6))
     case = json.loads((out / cases[0] / "case.json").read_text())
     assert case["error"] is None and case["captures"][0]["packets"] >= 1
     assert (out / cases[0] / "egress.pcap").exists()
@@ -58,6 +68,16 @@ def test_routing_end_to_end(tmp_path, host_state):
     assert json.loads((out / "params.json").read_text())["params"]["destinations"] == 300
     assert "all claims hold" in done.stdout
     assert_reverify_equals_run(out, metrics)
+    # One IPv6 kernel answer changed in a copy: exactly the IPv6 LPM claim fails.
+    import shutil
+    from wirelab.experiment.core import reverify
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    lookups6["bb1"]["checks"][-1]["kernel"] = {"gateway": "fd77::1", "dev": "bb1-eth0", "type": 1}
+    (tampered / "lookups6.json").write_text(json.dumps(lookups6))
+    _, now, _ = reverify(tampered)
+    assert [c.name for c in now if not c.ok] == [
+        "IPv6: kernel route get == pure-Python longest-prefix match (every router, every destination)"]
 
 
 def test_traceroute_end_to_end(tmp_path, host_state):

@@ -21,6 +21,14 @@ ends), and checks, for each pair:
 - per-hop RTTs are recorded (hops.json, rtt-*.png).
 The expectations come from the topology plan (no root) and are saved in each
 case's case.json, so verify reads only the results folder.
+
+Over IPv6 as well (the topologies are dual-stack; --no-ipv6 to skip): the same
+pairs as cases `line6/<src>-<dst>` and `internet6/<src>-<dst>` in the same
+networks, `traceroute -6 -n` and `ping -6 -t 64`, each router answering from
+the IPv6 address of the interface the probe came in by. The same six checks,
+claimed separately with the prefix "IPv6:": ICMPv6 time-exceeded (type 3) and
+port-unreachable (type 1 code 4) quote the probe, whose hop limit is read back
+from its UDP port, and the receiver sees hop limit = initial - routers.
 """
 
 import dataclasses
@@ -51,6 +59,8 @@ class TracerouteParams:
         "help": "ordered host pairs to trace in `internet` (0 = all)"})
     wait: float = dataclasses.field(default=2.0, metadata={
         "help": "seconds traceroute waits for each probe's answer (-w)"})
+    ipv6: bool = dataclasses.field(default=True, metadata={
+        "help": "trace the same pairs over IPv6 too (cases line6/..., internet6/...)"})
 
     def __post_init__(self):
         if not 1 <= self.line_routers <= 60:
@@ -68,18 +78,22 @@ def pcap_names(src, dst):
     return f"at-{src}.pcap", f"at-{dst}.pcap"
 
 
-def pair_case(topo, src, dst):
+def pair_case(topo, src, dst, family=4):
     """One traced pair; its ``args`` carry what the plan expects."""
-    expected = topo.expected_traceroute(src, dst)
+    expected = topo.expected_traceroute(src, dst, family=family)
     at_src, at_dst = pcap_names(src, dst)
+    args = {"topology": topo.topo_name, "src": src, "dst": dst,
+            "src_ip": topo.ip(src, family=family), "dst_ip": topo.ip(dst, family=family),
+            "expected": expected, "routers": len(expected) - 1,
+            "expected_path": topo.expected_path(src, dst, family=family)}
+    if family == 6:
+        args["family"] = 6    # absent: IPv4 (and case.json of IPv4 pairs as before)
     return Case(
-        name=f"{topo.topo_name}/{src}-{dst}",
-        args={"topology": topo.topo_name, "src": src, "dst": dst,
-              "src_ip": topo.ip(src), "dst_ip": topo.ip(dst), "expected": expected,
-              "routers": len(expected) - 1, "expected_path": topo.expected_path(src, dst)},
+        name=f"{topo.topo_name}{'6' if family == 6 else ''}/{src}-{dst}",
+        args=args,
         captures=(CapturePoint(src, next(iter(topo.interfaces(src))), at_src),
                   CapturePoint(dst, next(iter(topo.interfaces(dst))), at_dst)),
-        bpf=("icmp", "or", "udp"))
+        bpf=("icmp", "or", "udp") if family == 4 else ("icmp6", "or", "udp"))
 
 
 def declared_cases(params):
@@ -93,8 +107,10 @@ def declared_cases(params):
     if params.internet_pairs:
         step = max(1, len(pairs) // params.internet_pairs)
         pairs = pairs[::step][: params.internet_pairs]
-    return [(line, [pair_case(line, "h1", "h2"), pair_case(line, "h2", "h1")]),
-            (internet, [pair_case(internet, a, b) for a, b in pairs])]
+    line_pairs = [("h1", "h2"), ("h2", "h1")]
+    families = (4, 6) if params.ipv6 else (4,)
+    return [(line, [pair_case(line, a, b, f) for f in families for a, b in line_pairs]),
+            (internet, [pair_case(internet, a, b, f) for f in families for a, b in pairs])]
 
 
 # -- the pcap readers (pure functions of a file) -----------------------------------
@@ -103,9 +119,42 @@ def probe_ttl(udp_dport):
     return (udp_dport - UDP_BASE_PORT) // PROBES_PER_HOP + 1
 
 
-def read_icmp_evidence(pcap, src_ip, dst_ip):
-    """From the source's capture: {ttl: [time-exceeded sources]}, port-unreachable sources."""
+ICMP6_DST_UNREACH, ICMP6_TIME_EXCEEDED, ICMP6_PORT_UNREACH = 1, 3, 4   # RFC 4443
+ICMP6_ECHO_REQUEST = 128
+
+
+def read_icmp6_evidence(pcap, dst_ip):
+    """IPv6: {hop limit: [ICMPv6 time-exceeded sources]}, port-unreachable sources,
+    for the probes to ``dst_ip`` the messages quote."""
     import dpkt
+    exceeded, unreachable = {}, []
+    for buf in ethernet_frames(pcap):
+        ip6 = dpkt.ethernet.Ethernet(buf).data
+        if not isinstance(ip6, dpkt.ip6.IP6) or ip6.nxt != dpkt.ip.IP_PROTO_ICMP6:
+            continue
+        icmp = ip6.data
+        if not isinstance(icmp, dpkt.icmp6.ICMP6):
+            continue
+        inner = getattr(icmp.data, "data", None)   # the quoted IPv6 packet
+        if not isinstance(inner, dpkt.ip6.IP6):
+            continue
+        dport = getattr(inner.data, "dport", None)
+        if str(ipaddress.IPv6Address(inner.dst)) != dst_ip or dport is None:
+            continue
+        src = str(ipaddress.IPv6Address(ip6.src))
+        if icmp.type == ICMP6_TIME_EXCEEDED:
+            exceeded.setdefault(probe_ttl(dport), []).append(src)
+        elif icmp.type == ICMP6_DST_UNREACH and icmp.code == ICMP6_PORT_UNREACH:
+            unreachable.append(src)
+    return exceeded, unreachable
+
+
+def read_icmp_evidence(pcap, src_ip, dst_ip):
+    """From the source's capture: {ttl: [time-exceeded sources]}, port-unreachable sources
+    (IPv6 addresses: ICMPv6, :func:`read_icmp6_evidence`)."""
+    import dpkt
+    if ":" in dst_ip:
+        return read_icmp6_evidence(pcap, dst_ip)
     exceeded, unreachable = {}, []
     for buf in ethernet_frames(pcap):
         ip = dpkt.ethernet.Ethernet(buf).data
@@ -127,9 +176,28 @@ def read_icmp_evidence(pcap, src_ip, dst_ip):
     return exceeded, unreachable
 
 
-def read_arrival_ttls(pcap, src_ip):
-    """From the receiver's capture: echo-request TTLs, and (probe TTL, arrival TTL) of probes."""
+def read_arrival_hop_limits(pcap, src_ip):
+    """IPv6: echo-request hop limits, and (probe hop limit, arrival hop limit) of probes."""
     import dpkt
+    pings, probes = [], []
+    for buf in ethernet_frames(pcap):
+        ip6 = dpkt.ethernet.Ethernet(buf).data
+        if not isinstance(ip6, dpkt.ip6.IP6) or str(ipaddress.IPv6Address(ip6.src)) != src_ip:
+            continue
+        if ip6.nxt == dpkt.ip.IP_PROTO_ICMP6 and isinstance(ip6.data, dpkt.icmp6.ICMP6) \
+                and ip6.data.type == ICMP6_ECHO_REQUEST:
+            pings.append(ip6.hlim)
+        elif ip6.nxt == dpkt.ip.IP_PROTO_UDP and ip6.data.dport >= UDP_BASE_PORT:
+            probes.append((probe_ttl(ip6.data.dport), ip6.hlim))
+    return pings, probes
+
+
+def read_arrival_ttls(pcap, src_ip):
+    """From the receiver's capture: echo-request TTLs, and (probe TTL, arrival TTL) of probes
+    (an IPv6 ``src_ip``: hop limits, :func:`read_arrival_hop_limits`)."""
+    import dpkt
+    if ":" in src_ip:
+        return read_arrival_hop_limits(pcap, src_ip)
     pings, probes = [], []
     for buf in ethernet_frames(pcap):
         ip = dpkt.ethernet.Ethernet(buf).data
@@ -162,14 +230,29 @@ CLAIMS = [
 ]
 
 
+CLAIMS6 = [
+    ("hops6", "IPv6: traceroute -6's hop list == the expected router path, ending at the destination",
+     "<case>/traceroute.txt, case.json args.expected (topology plan, family 6)"),
+    ("icmp6", "IPv6: captured ICMPv6 time-exceeded sources confirm every hop "
+              "(probe hop limit from quoted port)", "<case>/at-<src>.pcap"),
+    ("ttl6", f"IPv6: receiver sees hop limit = {PING_TTL} - routers on the path (ping -6 -t {PING_TTL})",
+     "<case>/at-<dst>.pcap"),
+    ("probes6", "IPv6: every UDP probe arriving at the receiver has hop limit = probe hop limit - routers",
+     "<case>/at-<dst>.pcap"),
+    ("rtt6", f"IPv6: every probe was answered: {PROBES_PER_HOP} RTT samples per hop, no '*'", "hops.json"),
+    ("captures6", "IPv6: captures complete (tcpdump exited cleanly, dropped nothing)", "case.json captures"),
+]
+
+
 def check_pair(ev, rec, tally):
     """Apply every check to one case (``rec``: its case.json); return its hops.json entry."""
     import dpkt
     name, a, w = rec["name"], rec["args"], rec["workload"] or {}
+    k = "6" if a.get("family", 4) == 6 else ""      # IPv6 pairs count towards the IPv6 claims
     if rec["error"]:
         why = f"case failed at {rec['error']['stage']}: {rec['error']['message']}"
         for key, _, _ in CLAIMS:
-            tally.check(key, False, name, why)
+            tally.check(key + k, False, name, why)
         return {"case": name, "topology": a["topology"], "pair": f"{a['src']}->{a['dst']}",
                 "error": why, "hops": [], "rtts_ms": []}
     try:
@@ -177,7 +260,7 @@ def check_pair(ev, rec, tally):
     except ValueError as exc:
         hops, hops_error = [], str(exc)
     got = [h["addr"] for h in hops]
-    tally.check("hops", got == a["expected"] and w["traceroute_exit"] == 0, name,
+    tally.check("hops" + k, got == a["expected"] and w["traceroute_exit"] == 0, name,
                 hops_error or f"got {got}, expected {a['expected']} (exit {w['traceroute_exit']})")
     at_src, at_dst = pcap_names(a["src"], a["dst"])
     try:
@@ -187,20 +270,20 @@ def check_pair(ev, rec, tally):
     except (OSError, WirelabError, dpkt.dpkt.Error) as exc:
         exceeded, unreachable, pings, probes, pcap_error = {}, [], [], [], str(exc)
     want = {ttl: {addr} for ttl, addr in enumerate(a["expected"][:-1], 1)}
-    tally.check("icmp", {t: set(v) for t, v in exceeded.items()} == want
+    tally.check("icmp" + k, {t: set(v) for t, v in exceeded.items()} == want
                 and set(unreachable) == {a["dst_ip"]}, name,
                 pcap_error or f"time-exceeded {exceeded}, port-unreachable {unreachable}")
-    tally.check("ttl", bool(pings) and all(t == PING_TTL - a["routers"] for t in pings), name,
+    tally.check("ttl" + k, bool(pings) and all(t == PING_TTL - a["routers"] for t in pings), name,
                 pcap_error or f"echo TTLs {pings}, expected {PING_TTL - a['routers']}")
-    tally.check("probes", bool(probes) and all(arrived == sent - a["routers"] for sent, arrived in probes),
+    tally.check("probes" + k, bool(probes) and all(arrived == sent - a["routers"] for sent, arrived in probes),
                 name, pcap_error or f"(probe TTL, arrival TTL) {probes[:6]}")
     rtts = hop_rtts(hops)
-    tally.check("rtt", bool(rtts) and all(len(r) == PROBES_PER_HOP for r in rtts), name, str(rtts))
+    tally.check("rtt" + k, bool(rtts) and all(len(r) == PROBES_PER_HOP for r in rtts), name, str(rtts))
     problems = capture_problems(rec["captures"])
     if len(rec["captures"]) != 2:
         problems.append(f"{len(rec['captures'])} captures of 2")
-    tally.check("captures", not problems, name, str(problems))
-    return {"case": name, "topology": a["topology"], "pair": f"{a['src']}->{a['dst']}",
+    tally.check("captures" + k, not problems, name, str(problems))
+    return {"case": name, "topology": a["topology"] + k, "pair": f"{a['src']}->{a['dst']}",
             "hops": hops, "rtts_ms": rtts, "icmp_time_exceeded": exceeded,
             "arrival_ttls": probes, "ping_ttls": pings}
 
@@ -219,10 +302,11 @@ class TracerouteExperiment(Experiment):
         """The workload: traceroute, then one ping with a known TTL."""
         a, wait = case.args, self.params.wait
         max_ttl = len(a["expected"]) + 3
-        argv = ["traceroute", "-n", "-q", str(PROBES_PER_HOP), "-w", str(wait),
-                "-p", str(UDP_BASE_PORT), "-m", str(max_ttl), a["dst_ip"]]
+        v6 = ["-6"] if a.get("family", 4) == 6 else []
+        argv = ["traceroute"] + v6 + ["-n", "-q", str(PROBES_PER_HOP), "-w", str(wait),
+                                      "-p", str(UDP_BASE_PORT), "-m", str(max_ttl), a["dst_ip"]]
         done = tb.run(a["src"], argv, timeout=max_ttl * wait * 3 + 10, check=False)
-        ping = tb.run(a["src"], ["ping", "-n", "-c", "1", "-W", "2", "-t", str(PING_TTL), a["dst_ip"]],
+        ping = tb.run(a["src"], ["ping"] + v6 + ["-n", "-c", "1", "-W", "2", "-t", str(PING_TTL), a["dst_ip"]],
                       timeout=10, check=False)
         with open(os.path.join(folder, "traceroute.txt"), "w") as f:
             f.write(" ".join(argv) + "\n" + done.stdout + done.stderr)
@@ -235,7 +319,11 @@ class TracerouteExperiment(Experiment):
         table = [check_pair(ev, rec, tally) for rec in ev.cases()]
         ev.save("hops.json", table)
         ev.metrics["summary"] = tally.summary()
-        return [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS]
+        claims = [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS]
+        # A folder whose params.json predates the ipv6 parameter is IPv4 only.
+        if ev.params_dict.get("ipv6", False):
+            claims += [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS6]
+        return claims
 
     @classmethod
     def plot(cls, ev):
@@ -250,7 +338,8 @@ class TracerouteExperiment(Experiment):
                 rtts = hop_rtts(parse((rec["workload"] or {}).get("traceroute_stdout", "")))
             except ValueError:
                 rtts = []
-            by_topology.setdefault(rec["args"]["topology"], []).append(
+            family = "6" if rec["args"].get("family", 4) == 6 else ""
+            by_topology.setdefault(rec["args"]["topology"] + family, []).append(
                 (f"{rec['args']['src']}->{rec['args']['dst']}", rtts))
         for topology, mine in sorted(by_topology.items()):
             fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -84,15 +84,21 @@ def test_traceroute_end_to_end(tmp_path, host_state):
     done, out, metrics = run_experiment("traceroute", tmp_path, "--line-routers", "4",
                                         "--internet-pairs", "4", "--wait", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert [c["ok"] for c in metrics["claims"]] == [True] * 6
+    # six IPv4 claims, then the same six over IPv6
+    assert [c["ok"] for c in metrics["claims"]] == [True] * 12
+    assert [c["name"].startswith("IPv6: ") for c in metrics["claims"]] == [False] * 6 + [True] * 6
     cases = json.loads((out / "run.json").read_text())["cases"]
-    assert cases[:2] == ["line/h1-h2", "line/h2-h1"] and len(cases) == 2 + 4
-    line = [json.loads((out / name / "case.json").read_text()) for name in cases[:2]]
-    assert [c["args"]["expected_path"] for c in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]]
+    assert cases[:4] == ["line/h1-h2", "line/h2-h1", "line6/h1-h2", "line6/h2-h1"]
+    assert len(cases) == 4 + 8 and [c.split("/")[0] for c in cases[4:]] == ["internet"] * 4 + ["internet6"] * 4
+    line = [json.loads((out / name / "case.json").read_text()) for name in cases[:4]]
+    assert [c["args"]["expected_path"] for c in line] == [["r1", "r2", "r3", "r4"], ["r4", "r3", "r2", "r1"]] * 2
     assert all(c["error"] is None and len(c["captures"]) == 2 for c in line)
+    assert line[2]["args"]["family"] == 6 and line[2]["args"]["expected"] == [
+        "fd77:1:a00::2", "fd77:1:a00:100::2", "fd77:1:a00:200::2", "fd77:1:a00:300::2", "fd77:1:a00:400::2"]
     assert (out / "line" / "h1-h2" / "at-h2.pcap").exists() and (out / "hops.json").exists()
-    assert (out / "rtt-line.png").stat().st_size > 1000
-    assert (out / "rtt-internet.png").exists()
+    assert (out / "line6" / "h1-h2" / "at-h1.pcap").exists()
+    assert (out / "rtt-line.png").stat().st_size > 1000 and (out / "rtt-line6.png").stat().st_size > 1000
+    assert (out / "rtt-internet.png").exists() and (out / "rtt-internet6.png").exists()
     assert_reverify_equals_run(out, metrics)
 
 
@@ -102,7 +108,7 @@ def test_experiments_pass_with_every_core_busy(tmp_path, host_state, cpu_hog):
     packet at stop and the timing tolerances still hold."""
     done, out, metrics = run_experiment("traceroute", tmp_path, "--internet-pairs", "12")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert [c["ok"] for c in metrics["claims"]] == [True] * 6
+    assert [c["ok"] for c in metrics["claims"]] == [True] * 12   # IPv4 and IPv6
     done, out, metrics = run_experiment("tcp_recovery", tmp_path, "--scenarios", "none",
                                         "--bytes", "300000")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

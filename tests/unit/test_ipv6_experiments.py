@@ -84,3 +84,71 @@ def test_packet_cases6_name_folders_without_colons():
                                        "packets6/bb1-fd77.4.a00.._40"]
     for case in cases:
         assert routing.lpm(MAIN6, case.args["dst"])["dst"] == case.args["route"]
+
+
+# -- traceroute's IPv6 evidence readers, on a capture made here ----------------------------
+traceroute = load("traceroute")
+SRC6, DST6 = "fd77:1:a00::1", "fd77:1:a00:300::2"
+HOPS6 = ["fd77:1:a00::2", "fd77:1:a00:100::2", "fd77:1:a00:200::2"]
+
+
+def probe6(hlim, dport, src=SRC6, dst=DST6):
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6
+    return IPv6(src=src, dst=dst, hlim=hlim) / UDP(sport=40000, dport=dport) / (b"@" * 32)
+
+
+def write_pcap(path, packets):
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    wrpcap(str(path), [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p for p in packets])
+    return str(path)
+
+
+def test_read_icmp6_evidence_from_a_generated_capture(tmp_path):
+    from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoRequest, ICMPv6NDOptSrcLLAddr, \
+        ICMPv6ND_NS, ICMPv6TimeExceeded, IPv6
+    packets = [IPv6(src="fe80::1", dst="ff02::1:ff00:2") / ICMPv6ND_NS(tgt="fd77:1:a00::2")
+               / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")]          # noise: NDP
+    for ttl, hop in enumerate(HOPS6, 1):
+        for q in range(3):
+            dport = 33434 + (ttl - 1) * 3 + q
+            packets.append(probe6(ttl, dport))
+            packets.append(IPv6(src=hop, dst=SRC6) / ICMPv6TimeExceeded() / probe6(ttl - ttl + 1, dport))
+    for q in range(3):   # the destination answers the 4th hop limit's probes
+        dport = 33434 + 9 + q
+        packets.append(IPv6(src=DST6, dst=SRC6) / ICMPv6DestUnreach(code=4) / probe6(1, dport))
+    # an error about another destination is not evidence
+    packets.append(IPv6(src="fd77:1:a00:9::9", dst=SRC6) / ICMPv6TimeExceeded()
+                   / probe6(1, 33434, dst="fd77:1:a00:9::1"))
+    packets.append(IPv6(src=SRC6, dst=DST6, hlim=64) / ICMPv6EchoRequest())
+    pcap = write_pcap(tmp_path / "at-h1.pcap", packets)
+    exceeded, unreachable = traceroute.read_icmp_evidence(pcap, SRC6, DST6)
+    assert exceeded == {ttl: [hop] * 3 for ttl, hop in enumerate(HOPS6, 1)}
+    assert unreachable == [DST6] * 3
+
+
+def test_read_arrival_hop_limits_from_a_generated_capture(tmp_path):
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+    routers = 3
+    packets = [probe6(ttl - routers, 33434 + (ttl - 1) * 3 + q)
+               for ttl in range(routers + 1, routers + 3) for q in range(3)]
+    packets += [IPv6(src=SRC6, dst=DST6, hlim=64 - routers) / ICMPv6EchoRequest(),
+                IPv6(src=DST6, dst=SRC6, hlim=64) / ICMPv6EchoReply(),         # the reply: not counted
+                probe6(9, 33434, src="fd77:1:a00:9::1")]                      # someone else
+    pcap = write_pcap(tmp_path / "at-h2.pcap", packets)
+    pings, probes = traceroute.read_arrival_ttls(pcap, SRC6)
+    assert pings == [61]
+    assert probes == [(ttl, ttl - routers) for ttl in range(routers + 1, routers + 3) for _ in range(3)]
+
+
+def test_traceroute_declares_ipv6_cases_from_the_plan():
+    params = traceroute.TracerouteParams(line_routers=2, internet_pairs=3)
+    (line, line_cases), (net, net_cases) = traceroute.declared_cases(params)
+    assert [c.name for c in line_cases] == ["line/h1-h2", "line/h2-h1", "line6/h1-h2", "line6/h2-h1"]
+    assert line_cases[2].args["expected"] == ["fd77:1:a00::2", "fd77:1:a00:100::2", "fd77:1:a00:200::2"]
+    assert line_cases[2].args["routers"] == 2 and line_cases[2].bpf == ("icmp6", "or", "udp")
+    assert "family" not in line_cases[0].args            # IPv4 case.json as before
+    assert [c.name.split("/")[0] for c in net_cases] == ["internet"] * 3 + ["internet6"] * 3
+    off = traceroute.declared_cases(traceroute.TracerouteParams(line_routers=2, ipv6=False))
+    assert [c.name for c in off[0][1]] == ["line/h1-h2", "line/h2-h1"]

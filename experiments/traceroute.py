@@ -22,7 +22,8 @@ ends), and checks, for each pair:
 The expectations come from the topology plan (no root) and are saved in each
 case's case.json, so verify reads only the results folder.
 
-Over IPv6 as well (the topologies are dual-stack; --no-ipv6 to skip): the same
+Over IPv6 as well (the topologies are dual-stack; run.json records families
+[4, 6]): the same
 pairs as cases `line6/<src>-<dst>` and `internet6/<src>-<dst>` in the same
 networks, `traceroute -6 -n` and `ping -6 -t 64`, each router answering from
 the IPv6 address of the interface the probe came in by. The same six checks,
@@ -59,8 +60,6 @@ class TracerouteParams:
         "help": "ordered host pairs to trace in `internet` (0 = all)"})
     wait: float = dataclasses.field(default=2.0, metadata={
         "help": "seconds traceroute waits for each probe's answer (-w)"})
-    ipv6: bool = dataclasses.field(default=True, metadata={
-        "help": "trace the same pairs over IPv6 too (cases line6/..., internet6/...)"})
 
     def __post_init__(self):
         if not 1 <= self.line_routers <= 60:
@@ -96,8 +95,12 @@ def pair_case(topo, src, dst, family=4):
         bpf=("icmp", "or", "udp") if family == 4 else ("icmp6", "or", "udp"))
 
 
-def declared_cases(params):
-    """[(topology, [Case...])]: h1 <-> h2 on `line`, then the `internet` pairs."""
+FAMILIES = (4, 6)   # every pair is traced over IPv4, then over IPv6
+
+
+def declared_cases(params, families=FAMILIES):
+    """[(topology, [Case...])]: h1 <-> h2 on `line`, then the `internet` pairs,
+    each over every family (IPv6 cases: `line6/...`, `internet6/...`)."""
     from topologies.internet import InternetTopo
     from topologies.line import LineTopo
     line = LineTopo(n=params.line_routers)
@@ -108,7 +111,6 @@ def declared_cases(params):
         step = max(1, len(pairs) // params.internet_pairs)
         pairs = pairs[::step][: params.internet_pairs]
     line_pairs = [("h1", "h2"), ("h2", "h1")]
-    families = (4, 6) if params.ipv6 else (4,)
     return [(line, [pair_case(line, a, b, f) for f in families for a, b in line_pairs]),
             (internet, [pair_case(internet, a, b, f) for f in families for a, b in pairs])]
 
@@ -294,6 +296,7 @@ class TracerouteExperiment(Experiment):
     Params = TracerouteParams
 
     def run(self):
+        self.record(families=list(FAMILIES))
         for topo, cases in declared_cases(self.params):
             with Testbed(topo, log=self.log) as tb:
                 run_cases(self, tb, cases, lambda case, folder: self.trace(tb, case, folder))
@@ -320,8 +323,8 @@ class TracerouteExperiment(Experiment):
         ev.save("hops.json", table)
         ev.metrics["summary"] = tally.summary()
         claims = [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS]
-        # A folder whose params.json predates the ipv6 parameter is IPv4 only.
-        if ev.params_dict.get("ipv6", False):
+        # A folder from before IPv6 (no families in run.json) is IPv4 only.
+        if 6 in ev.run.get("families", [4]):
             claims += [tally.claim(key, title, evidence) for key, title, evidence in CLAIMS6]
         return claims
 

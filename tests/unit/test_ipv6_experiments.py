@@ -8,6 +8,8 @@ import random
 
 import pytest
 
+from wirelab.observe import impairment as L
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -150,5 +152,52 @@ def test_traceroute_declares_ipv6_cases_from_the_plan():
     assert line_cases[2].args["routers"] == 2 and line_cases[2].bpf == ("icmp6", "or", "udp")
     assert "family" not in line_cases[0].args            # IPv4 case.json as before
     assert [c.name.split("/")[0] for c in net_cases] == ["internet"] * 3 + ["internet6"] * 3
-    off = traceroute.declared_cases(traceroute.TracerouteParams(line_routers=2, ipv6=False))
+    off = traceroute.declared_cases(traceroute.TracerouteParams(line_routers=2), families=(4,))
     assert [c.name for c in off[0][1]] == ["line/h1-h2", "line/h2-h1"]
+
+
+# -- the impairment ledger and the TCP analyser on IPv6 captures -------------------------------
+C6, S6 = "fd77:3:a01:100::2", "fd77:3:a02:100::2"
+
+
+def tcp6(seq, ts_ns, payload=b"x" * 100, tsval=None, flags="A"):
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    tsval = seq if tsval is None else tsval
+    p = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6(src=C6, dst=S6)
+         / TCP(sport=40000, dport=5001, seq=seq, ack=1, flags=flags, options=[("Timestamp", (tsval, 0))])
+         / payload)
+    p.time = ts_ns / 1e9
+    return p
+
+
+def test_ledger_reads_ipv6_tcp_and_finds_a_drop_and_a_duplicate(tmp_path):
+    """Six segments leave; the 3rd is lost and resent (a new tsval), the 5th arrives twice."""
+    from scapy.utils import wrpcap
+    sent = [tcp6(1000 + 100 * k, 1_000_000 * k) for k in range(6)]
+    resent = tcp6(1200, 9_000_000, tsval=99999)
+    before = sent + [resent]
+    after = [tcp6(1000 + 100 * k, 1_000_000 * k + 500_000) for k in (0, 1, 3, 4)]
+    after += [tcp6(1400, 4_600_000), tcp6(1500, 5_500_000), tcp6(1200, 9_500_000, tsval=99999)]
+    wrpcap(str(tmp_path / "before.pcap"), before)
+    wrpcap(str(tmp_path / "after.pcap"), after)
+    pkts = L.read_packets(str(tmp_path / "before.pcap"))
+    assert [(p.src, p.dst, p.ip_id, p.payload_len) for p in pkts[:1]] == [(C6, S6, -1, 100)]
+    assert len(pkts) == 7
+    ledger = L.build_ledger(str(tmp_path / "before.pcap"), str(tmp_path / "after.pcap"))
+    (direction,) = ledger.directions
+    assert direction.direction == (C6, 40000, S6, 5001)
+    assert direction.counts() == {"departed": 7, "arrived_once": 5, "dropped": 1, "duplicated": 1,
+                                  "extra_copies": 1, "reordered": 0}
+    dropped = [d for d in direction.departures if d.fate == "dropped"]
+    assert [(d.packet.seq, d.packet.tsval) for d in dropped] == [(1200, 1200)]
+
+
+def test_no_tcp_at_all_is_one_clear_error(tmp_path):
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    wrpcap(str(tmp_path / "icmp6.pcap"), [Ether() / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest()])
+    with pytest.raises(L.LedgerError, match="no TCP packets \\(IPv4 or IPv6\\)"):
+        L.build_ledger(str(tmp_path / "icmp6.pcap"), str(tmp_path / "icmp6.pcap"))

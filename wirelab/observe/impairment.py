@@ -64,7 +64,7 @@ M32 = 0xFFFFFFFF
 
 
 class LedgerError(WirelabError, ValueError):
-    """A capture cannot be used for the ledger (not a capture, no TCP/IPv4).
+    """A capture cannot be used for the ledger (not a capture, no TCP over IPv4 or IPv6).
 
     Exit code 2, like :class:`~wirelab.observe.pcap.reader.PcapFormatError`:
     the input is unusable.
@@ -75,7 +75,7 @@ class LedgerError(WirelabError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Packet:
-    """One captured TCP/IPv4 packet, as the ledger needs it."""
+    """One captured TCP packet (IPv4 or IPv6), as the ledger needs it."""
 
     index: int          # 0-based position in its capture file (arrival order)
     ts_ns: int
@@ -107,35 +107,43 @@ class Packet:
 
 
 def read_packets(path):
-    """The TCP/IPv4 packets of a capture (pcap or pcapng, plain or gzip), in file order.
+    """The TCP packets of a capture (pcap or pcapng, plain or gzip), IPv4 and
+    IPv6, in file order.
 
     Read with the house reader (:mod:`wirelab.observe.pcap.reader`), so every
     link type it knows works.  The payload length comes from the IP header
     (total length), not the captured bytes, so a header-only capture
     (``-s 128``) is enough.  Raises :class:`LedgerError` for a file that is not
     a capture.
+
+    IPv6 has no identification field: an IPv6 packet's ``ip_id`` is -1, so
+    two transmissions of one segment are told apart by the TCP timestamp
+    (``tsval``, on by default in Linux) and otherwise only by their order.
     """
     try:
         reader = PcapReader(path)
         batches = [decode_tcp(b) for b in reader]
     except PcapFormatError as exc:
         raise LedgerError(str(exc)) from None
-    names: dict[int, str] = {}
+    names: dict[tuple, str] = {}
 
-    def name(lo: int) -> str:
-        s = names.get(lo)
+    def name(version: int, hi: int, lo: int) -> str:
+        s = names.get((version, hi, lo))
         if s is None:
-            s = names[lo] = str(ipaddress.IPv4Address(lo & M32))
+            s = names[(version, hi, lo)] = str(ipaddress.IPv4Address(lo & M32) if version == 4
+                                               else ipaddress.IPv6Address((hi << 64) | lo))
         return s
 
     out = []
     for tb in batches:
-        v4 = np.nonzero((tb.ipver == 4) & (tb.src_hi == 0) & ((tb.src_lo >> np.uint64(32)) == 0xFFFF))[0]
-        cols = [getattr(tb, f)[v4].tolist() for f in
-                ("frame", "ts_ns", "src_lo", "sport", "dst_lo", "dport", "ipid", "seq", "ack", "flags",
-                 "seglen", "tsval", "mss")]
-        for fr, ts, src, sport, dst, dport, ipid, seq, ack, fl, ln, tsval, mss in zip(*cols):
-            out.append(Packet(index=fr - 1, ts_ns=ts, src=name(src), sport=sport, dst=name(dst), dport=dport,
+        v4 = (tb.ipver == 4) & (tb.src_hi == 0) & ((tb.src_lo >> np.uint64(32)) == 0xFFFF)
+        rows = np.nonzero(v4 | (tb.ipver == 6))[0]
+        cols = [getattr(tb, f)[rows].tolist() for f in
+                ("frame", "ts_ns", "ipver", "src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport",
+                 "ipid", "seq", "ack", "flags", "seglen", "tsval", "mss")]
+        for fr, ts, ver, shi, src, sport, dhi, dst, dport, ipid, seq, ack, fl, ln, tsval, mss in zip(*cols):
+            out.append(Packet(index=fr - 1, ts_ns=ts, src=name(ver, shi, src), sport=sport,
+                              dst=name(ver, dhi, dst), dport=dport,
                               ip_id=ipid, seq=seq, ack=ack, flags=fl, payload_len=ln,
                               tsval=tsval if tsval >= 0 else None,
                               mss=mss if fl & SYN and mss >= 0 else None))
@@ -361,7 +369,7 @@ def build_ledger(capture_a, capture_b, name_a=None, name_b=None):
         else:
             out.append(match_direction(b, a, name_b, name_a))
     if not out:
-        raise LedgerError(f"no TCP/IPv4 packets in {name_a} or {name_b}")
+        raise LedgerError(f"no TCP packets (IPv4 or IPv6) in {name_a} or {name_b}")
     return ImpairmentLedger(out)
 
 

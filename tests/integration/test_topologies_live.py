@@ -158,6 +158,27 @@ def test_traceroute6_prints_the_planned_hops(name, pairs):
             assert [h["addr"] for h in parse(done.stdout)] == want, done.stdout
 
 
+def test_zoo_abilene_without_delays_is_dual_stack():
+    """topologies/zoo.py builds on PlannedTopo, so it gets the IPv6 twin of its
+    plan: all pairs ping -6, IPv6 tables == plan, traceroute -6 == plan."""
+    pytest.importorskip("topohub", reason="topohub (Topology Zoo data) is not installed")
+    from topologies.zoo import ZooTopo
+    from wirelab.observe.traceroute_parse import parse
+    topo = ZooTopo("Abilene", delay=0)
+    with Testbed(topo) as tb:
+        hosts = topo.host_names()
+        pairs = [(a, topo.ip(b, family=6)) for a in hosts for b in hosts if a != b]
+        failed = ping6_all(tb, pairs)
+        assert not failed, f"{len(failed)} of {len(pairs)} pings failed: {failed[:5]}"
+        for node in topo.router_names() + hosts:
+            assert kernel_table6(tb, node) == planned_table6(topo, node), node
+        src, dst = hosts[0], hosts[-1]
+        want = topo.expected_traceroute(src, dst, family=6)
+        done = tb.run(src, ["traceroute", "-6", "-n", "-q", "1", "-w", "1", "-m", str(len(want) + 2),
+                            topo.ip(dst, family=6)], timeout=30)
+        assert [h["addr"] for h in parse(done.stdout)] == want, done.stdout
+
+
 def test_line200_builds_and_h1_reaches_h2():
     topo = LineTopo(200)
     links_before = root_links()

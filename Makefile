@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WIRELAB := .venv/bin/wirelab
 
-.PHONY: help setup demo test unit clean-net bench routing traceroute packets tcp_recovery preflight report validate-vagrant clean
+.PHONY: help setup demo test unit clean-net bench routing traceroute backbone packets tcp_recovery preflight report validate-vagrant clean
 
 help:  ## list the targets
 	@awk -F":.*## " '/^[a-z_-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,9 @@ routing: setup  ## longest-prefix match on every router of `internet`, kernel vs
 
 traceroute: setup  ## traceroute hop lists and TTLs on `line` and `internet`
 	$(WIRELAB) run traceroute
+
+backbone: setup  ## traceroute across Abilene: shortest-delay path, RTT >= 2 x fibre delay, hops geolocated, a map
+	$(WIRELAB) run backbone
 
 packets: setup  ## message sizes and MTU, IP fragments, path MTU discovery and its black hole, a shared link
 	$(WIRELAB) run packets

@@ -118,7 +118,7 @@ def test_list_names_the_three():
     done = wirelab("list")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    assert names[:4] == ["routing", "traceroute", "packets", "tcp_recovery"]
+    assert names[:5] == ["routing", "traceroute", "backbone", "packets", "tcp_recovery"]
     assert all(len(line.split(None, 1)) == 2 for line in done.stdout.splitlines())
     summaries = json.loads(wirelab("list", "--json").stdout)
     assert summaries["routing"].startswith("Longest-prefix match")

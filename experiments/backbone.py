@@ -29,7 +29,6 @@ from the source city's host, captured at the source. From the folder only:
 
 import dataclasses
 import hashlib
-import ipaddress
 import os
 import sys
 
@@ -40,9 +39,10 @@ from wirelab.experiment import timers  # noqa: E402
 from wirelab.experiment.cases import Case, CapturePoint, run_cases  # noqa: E402
 from wirelab.experiment.claims import Tally, capture_problems  # noqa: E402
 from wirelab.experiment.core import Experiment, main  # noqa: E402
+from wirelab.observe.probe_rtt import TRACEROUTE_BASE_PORT, probe_answers  # noqa: E402
 from wirelab.observe.traceroute_parse import parse  # noqa: E402
 
-UDP_BASE_PORT = 33434     # traceroute's default: probe n (from 0) goes to port 33434 + n
+UDP_BASE_PORT = TRACEROUTE_BASE_PORT     # probe n (from 0) goes to port 33434 + n
 # traceroute -w: seconds to wait for a probe's answer; a long path at a large
 # --delay scale needs its RTT on top.
 WAIT_BASE_S = 2.0
@@ -147,44 +147,7 @@ def declared_cases(params):
     return topo, [pair_case(topo, *split_pair(p), params.probes) for p in params.pairs]
 
 
-# -- evidence readers (pure functions of files) ----------------------------------------
-def read_probe_answers(pcap, src_ip, dst_ip, probes):
-    """From the source's capture: {ttl: [{from, kind, rtt_ms}]} for every ICMP
-    time-exceeded ("exceeded") or port-unreachable ("unreachable") quoting a
-    probe to ``dst_ip``; rtt_ms from the probe leaving to the answer arriving
-    (None if the probe was not captured)."""
-    import dpkt
-    from wirelab.observe.pcap.decode import LINKTYPE_ETHERNET
-    from wirelab.observe.pcap.reader import PcapFormatError, iter_frames
-    sent, answers = {}, []
-    for linktype, ts_ns, frame in iter_frames(pcap):
-        if linktype != LINKTYPE_ETHERNET:
-            raise PcapFormatError(f"{pcap}: link type {linktype}, expected Ethernet")
-        ip = dpkt.ethernet.Ethernet(frame).data
-        if not isinstance(ip, dpkt.ip.IP):
-            continue
-        src, dst = str(ipaddress.IPv4Address(ip.src)), str(ipaddress.IPv4Address(ip.dst))
-        if ip.p == dpkt.ip.IP_PROTO_UDP and (src, dst) == (src_ip, dst_ip) and ip.data.dport >= UDP_BASE_PORT:
-            sent.setdefault(ip.data.dport, ts_ns)
-        elif ip.p == dpkt.ip.IP_PROTO_ICMP:
-            icmp = ip.data
-            inner = getattr(icmp.data, "data", None)      # the quoted IP header + 8 bytes
-            dport = getattr(getattr(inner, "data", None), "dport", None)
-            if not isinstance(inner, dpkt.ip.IP) or dport is None \
-                    or str(ipaddress.IPv4Address(inner.dst)) != dst_ip:
-                continue
-            if icmp.type == dpkt.icmp.ICMP_TIMEXCEED:
-                answers.append((dport, src, "exceeded", ts_ns))
-            elif icmp.type == dpkt.icmp.ICMP_UNREACH and icmp.code == dpkt.icmp.ICMP_UNREACH_PORT:
-                answers.append((dport, src, "unreachable", ts_ns))
-    out = {}
-    for dport, src, kind, ts_ns in answers:
-        t0 = sent.get(dport)
-        out.setdefault((dport - UDP_BASE_PORT) // probes + 1, []).append(
-            {"from": src, "kind": kind, "rtt_ms": None if t0 is None else round((ts_ns - t0) / 1e6, 3)})
-    return out
-
-
+# -- evidence (pure functions of the folder's files) -----------------------------------
 def annotate(addrs, planned, db):
     """Each traceroute hop's address located in ``db`` (a .mmdb), beside the plan's city."""
     from wirelab.geo import geolocate
@@ -228,8 +191,8 @@ def pair_table(ev, rec, db):
     except ValueError as exc:
         traced, table["error"] = [], str(exc)
     try:
-        answers = read_probe_answers(ev.path(rec["name"], f"at-{a['src']}.pcap"), a["src_ip"], a["dst_ip"],
-                                     a["probes"])
+        answers = probe_answers(ev.path(rec["name"], f"at-{a['src']}.pcap"), a["src_ip"], a["dst_ip"],
+                                a["probes"], UDP_BASE_PORT)
     except (OSError, WirelabError, dpkt.dpkt.Error) as exc:
         answers, table["pcap_error"] = {}, str(exc)
     rows = []
@@ -374,6 +337,10 @@ class BackboneExperiment(Experiment):
             ax.plot([h["ttl"] for h in rows for _ in h["rtts_ms"]], [r for h in rows for r in h["rtts_ms"]],
                     ".", ms=4, color=colour, alpha=0.5)
             ax.plot(ttls, [h["min_rtt_ms"] for h in rows], "o-", color=colour, label=f"{t['pair']}: least RTT")
+            for h in rows:
+                if h["min_rtt_ms"] is not None:
+                    ax.annotate(h["city"], (h["ttl"], h["min_rtt_ms"]), xytext=(4, -10 if i % 2 else 4),
+                                textcoords="offset points", fontsize=6, color=colour)
             ax.step(ttls, [2 * h["delay_ms"] for h in rows], "--", where="mid", color=colour, alpha=0.7,
                     label=f"{t['pair']}: 2 x fibre delay (floor)")
             points = []

@@ -83,9 +83,9 @@ def count_param(value, name, low, high, limit):
 
 def all_topos():
     """{mn topo name: class} for every topology file (imported on demand)."""
-    from . import cluster, dumbbell, internet, line
+    from . import cluster, dumbbell, internet, line, zoo
     found = {}
-    for module in (line, cluster, dumbbell, internet):
+    for module in (line, cluster, dumbbell, internet, zoo):
         found.update(module.topos)
     return found
 

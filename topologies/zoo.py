@@ -81,6 +81,7 @@ class ZooTopo(PlannedTopo):
     """
 
     topo_name = "zoo"
+    ipv6_block = "fd77:5::/32"   # a block of its own, beside line 1, cluster 2, dumbbell 3, internet 4
 
     def build(self, network="Abilene", hosts="all", delay=1.0, dataset="topozoo",
               largest_component=False, base=zoo_plan.BASE):

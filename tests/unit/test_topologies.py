@@ -373,7 +373,7 @@ def test_unknown_names_are_config_errors(call, match):
 
 # -- mn --custom ---------------------------------------------------------------------
 def test_all_topos_registry():
-    assert set(topologies.all_topos()) == {"line", "cluster", "dumbbell", "internet"}
+    assert set(topologies.all_topos()) == {"line", "cluster", "dumbbell", "internet", "zoo"}
 
 
 @pytest.mark.parametrize("name", ["line", "cluster", "dumbbell", "internet"])

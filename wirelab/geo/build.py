@@ -74,14 +74,7 @@ def load_topology(spec):
     from mininet.util import splitArgs
     topologies = _repo_topologies()
     name, args, kwargs = splitArgs(spec)
-    known = dict(topologies.all_topos())
-    if name == "zoo" and "zoo" not in known:
-        try:   # topologies/zoo.py may exist before all_topos() lists it
-            zoo = __import__("topologies.zoo", fromlist=["topos"])
-            known.update(zoo.topos)
-        except ImportError:
-            raise ConfigError("zoo: topologies/zoo.py (Topology Zoo backbones) is not "
-                              "there yet") from None
+    known = topologies.all_topos()
     if name not in known:
         raise ConfigError(f"unknown topology {name!r}; choose from {', '.join(sorted(known))}")
     try:

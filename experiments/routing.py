@@ -261,6 +261,46 @@ def packet_cases(lookups, rng, family=4):
     return cases
 
 
+
+def lookup_claims(ev, results, label, evidence, forwarding_field, forwarding_text):
+    """The claims every address family makes about its lookups: the kernel
+    agrees with longest-prefix match everywhere, every planned router was
+    checked and forwards, and overlapping prefixes were exercised."""
+    claims = []
+    total = sum(len(r["checks"]) for r in results.values())
+    agree = sum(c["agree"] for r in results.values() for c in r["checks"])
+    bad = [f"{name}:{c['dst']}" for name, r in results.items() for c in r["checks"] if not c["agree"]]
+    claims.append(Claim(
+        f"{label}kernel route get == pure-Python longest-prefix match (every router, every destination)",
+        total > 0 and agree == total, measured=f"{agree}/{total}", expected=f"{total}/{total}",
+        tolerance=0, evidence=evidence + (f"; disagreements: {bad[:5]}" if bad else "")))
+    destinations = ev.params.destinations
+    per_router_min = min((len(r["checks"]) for r in results.values()), default=0)
+    forwarding = sorted(name for name, r in results.items() if r[forwarding_field] == "1")
+    planned = sorted(ev.run.get("planned_routers", []))
+    claims.append(Claim(
+        f"{label}every router of the plan was checked, forwarding ({forwarding_text}), "
+        f"with {destinations} destinations each",
+        bool(planned) and forwarding == planned and per_router_min >= destinations,
+        measured={"forwarding": forwarding, "min_destinations": per_router_min},
+        expected={"routers": planned, "destinations": destinations},
+        evidence=f"{evidence} ({forwarding_field} read from each router's namespace), "
+                 "run.json planned_routers"))
+    # The overlapping prefixes make the choice non-trivial: some destination's
+    # longest match is strictly longer than another matching prefix.
+    overlapping = 0
+    for r in results.values():
+        nets = [ipaddress.ip_network(x["dst"]) for x in r["tables"]["main"]]
+        for c in r["checks"]:
+            addr = ipaddress.ip_address(c["dst"])
+            if sum(addr in n for n in nets if n.prefixlen > 0) >= 2:
+                overlapping += 1
+    claims.append(Claim(
+        f"{label}destinations matched by 2+ overlapping prefixes were tested (LPM mattered)",
+        overlapping > 0, measured=overlapping, expected="> 0", evidence=evidence))
+    return claims
+
+
 class RoutingExperiment(Experiment):
     __doc__ = __doc__
     name = "routing"
@@ -378,37 +418,7 @@ class RoutingExperiment(Experiment):
             name: {"routes": len(r["tables"]["main"]), "destinations": len(r["checks"]),
                    "agree": sum(c["agree"] for c in r["checks"]), "rules": r["rules"]}
             for name, r in results.items()}
-        claims = []
-        total = sum(len(r["checks"]) for r in results.values())
-        agree = sum(c["agree"] for r in results.values() for c in r["checks"])
-        bad = [f"{name}:{c['dst']}" for name, r in results.items() for c in r["checks"] if not c["agree"]]
-        claims.append(Claim(
-            "kernel route get == pure-Python longest-prefix match (every router, every destination)",
-            total > 0 and agree == total, measured=f"{agree}/{total}", expected=f"{total}/{total}",
-            tolerance=0, evidence="lookups.json" + (f"; disagreements: {bad[:5]}" if bad else "")))
-        destinations = ev.params.destinations
-        per_router_min = min((len(r["checks"]) for r in results.values()), default=0)
-        forwarding = sorted(name for name, r in results.items() if r["ip_forward"] == "1")
-        planned = sorted(ev.run.get("planned_routers", []))
-        claims.append(Claim(
-            f"every router of the plan was checked, forwarding (ip_forward=1), "
-            f"with {destinations} destinations each",
-            bool(planned) and forwarding == planned and per_router_min >= destinations,
-            measured={"forwarding": forwarding, "min_destinations": per_router_min},
-            expected={"routers": planned, "destinations": destinations},
-            evidence="lookups.json (ip_forward read from each router's namespace), run.json planned_routers"))
-        # The overlapping prefixes make the choice non-trivial: some destination's
-        # longest match is strictly longer than another matching prefix.
-        overlapping = 0
-        for r in results.values():
-            nets = [ipaddress.ip_network(x["dst"]) for x in r["tables"]["main"]]
-            for c in r["checks"]:
-                addr = ipaddress.ip_address(c["dst"])
-                if sum(addr in n for n in nets if n.prefixlen > 0) >= 2:
-                    overlapping += 1
-        claims.append(Claim(
-            "destinations matched by 2+ overlapping prefixes were tested (LPM mattered)",
-            overlapping > 0, measured=overlapping, expected="> 0", evidence="lookups.json"))
+        claims = lookup_claims(ev, results, "", "lookups.json", "ip_forward", "ip_forward=1")
         default_rules = all(sorted((x["priority"], x["table"]) for x in r["rules"])
                             == [(0, LOCAL), (32766, MAIN), (32767, 253)] for r in results.values())
         claims.append(Claim("only the kernel's default policy rules (local, main, default) exist",
@@ -438,35 +448,8 @@ class RoutingExperiment(Experiment):
                    "agree": sum(c["agree"] for c in r["checks"]), "rules": r["rules"],
                    "special": kinds[name]}
             for name, r in results.items()}
-        claims = []
-        total = sum(len(r["checks"]) for r in results.values())
-        agree = sum(c["agree"] for r in results.values() for c in r["checks"])
-        bad = [f"{name}:{c['dst']}" for name, r in results.items() for c in r["checks"] if not c["agree"]]
-        claims.append(Claim(
-            "IPv6: kernel route get == pure-Python longest-prefix match (every router, every destination)",
-            total > 0 and agree == total, measured=f"{agree}/{total}", expected=f"{total}/{total}",
-            tolerance=0, evidence="lookups6.json" + (f"; disagreements: {bad[:5]}" if bad else "")))
-        destinations = ev.params.destinations
-        per_router_min = min((len(r["checks"]) for r in results.values()), default=0)
-        forwarding = sorted(name for name, r in results.items() if r["forwarding"] == "1")
-        planned = sorted(ev.run.get("planned_routers", []))
-        claims.append(Claim(
-            f"IPv6: every router of the plan was checked, forwarding (net.ipv6.conf.all.forwarding=1), "
-            f"with {destinations} destinations each",
-            bool(planned) and forwarding == planned and per_router_min >= destinations,
-            measured={"forwarding": forwarding, "min_destinations": per_router_min},
-            expected={"routers": planned, "destinations": destinations},
-            evidence="lookups6.json (forwarding read from each router's namespace), run.json planned_routers"))
-        overlapping = 0
-        for r in results.values():
-            nets = [ipaddress.ip_network(x["dst"]) for x in r["tables"]["main"]]
-            for c in r["checks"]:
-                addr = ipaddress.ip_address(c["dst"])
-                if sum(addr in n for n in nets if n.prefixlen > 0) >= 2:
-                    overlapping += 1
-        claims.append(Claim(
-            "IPv6: destinations matched by 2+ overlapping prefixes were tested (LPM mattered)",
-            overlapping > 0, measured=overlapping, expected="> 0", evidence="lookups6.json"))
+        claims = lookup_claims(ev, results, "IPv6: ", "lookups6.json", "forwarding",
+                               "net.ipv6.conf.all.forwarding=1")
         default_rules = all(sorted((x["priority"], x["table"]) for x in r["rules"])
                             == [(0, LOCAL), (32766, MAIN)] for r in results.values())
         claims.append(Claim("IPv6: only the kernel's default policy rules (local, main) exist",

@@ -31,9 +31,12 @@ import signal
 import subprocess
 import time
 
+from mininet.link import Intf, Link
 from mininet.node import Host as MnHost
 from mininet.node import Node
 from mininet.nodelib import LinuxBridge
+
+from pyroute2 import NetlinkError
 
 from wirelab.errors import CommandError, ConfigError, WirelabError
 
@@ -163,7 +166,8 @@ class ShellDeadline:
 
 class MininetHost(ShellDeadline, MnHost):
     """Mininet's plain Host, with the shell start-up deadline (Testbed's default)."""
-from wirelab.net.netns import entered, iproute, open_ioctl_socket, set_offloads
+from wirelab.net.netns import (add_routes, entered, iproute, node_sockets, open_ioctl_socket,
+                               set_offloads)
 
 
 AF_INET6 = 10
@@ -220,8 +224,7 @@ class NetlinkNode(ShellDeadline, Node):
         self.wl_saved_sysctls = {}
         super().__init__(name, **params)
         try:
-            for key, value in self.SYSCTLS.items():
-                self.wl_saved_sysctls[key] = self._sysctl(key, value)
+            self.wl_saved_sysctls.update(self._sysctls(self.SYSCTLS))
         except BaseException:   # no half-configured node left behind with its shell
             self._abandon_shell()
             raise
@@ -231,16 +234,29 @@ class NetlinkNode(ShellDeadline, Node):
 
     def _sysctl(self, key, value=None):
         """Read (and optionally write) a sysctl in this node's namespace."""
-        with entered(self):
-            fd = os.open(f"/proc/sys/{key}", os.O_RDWR if value is not None else os.O_RDONLY)
+        return self._sysctls({key: value})[key]
+
+    def _sysctls(self, values):
+        """Read, and write where the value is not None, several sysctls of this
+        node's namespace (entered once for all); returns {key: old value}.
+        Stops at the first that fails, with those before it written."""
+        keys = list(values)
+        fds = []
         try:
-            old = os.read(fd, 64).decode().strip()
-            if value is not None:
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, value.encode())
+            with entered(self):
+                for key in keys:
+                    fds.append(os.open(f"/proc/sys/{key}",
+                                       os.O_RDWR if values[key] is not None else os.O_RDONLY))
+            old = {}
+            for key, fd in zip(keys, fds):
+                old[key] = os.read(fd, 64).decode().strip()
+                if values[key] is not None:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.write(fd, values[key].encode())
             return old
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def sysctl(self, key):
         return self._sysctl(key)
@@ -258,12 +274,11 @@ class NetlinkNode(ShellDeadline, Node):
         # address with ifconfig. Ours come from the topology's address plan.
         self.wl_routes = [_route_spec(r) for r in routes]
         self.wl_routes6 = [_route_spec(r, family=6) for r in routes6]
-        with iproute(self) as ipr, open_ioctl_socket(self) as sock:
-            index = {name: ipr.link_lookup(ifname=name)[0]
-                     for name in self.intfNames()}
-            lo_idx = ipr.link_lookup(ifname="lo")[0]
+        with node_sockets(self) as (ipr, sock, rtnl):
+            # One dump of the links, not a lookup per interface name.
+            index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
             if lo == "up":
-                ipr.link("set", index=lo_idx, state="up")
+                ipr.link("set", index=index["lo"], state="up")
             for intf in self.intfList():
                 if intf.name == "lo":
                     continue
@@ -280,16 +295,21 @@ class NetlinkNode(ShellDeadline, Node):
                     ipr.addr("add", index=index[intf.name], family=AF_INET6,
                              address=str(iface.ip), prefixlen=iface.network.prefixlen,
                              flags=IFA_F_NODAD)
+                # Up here, not by Mininet (NetlinkIntf skips its ifconfig up).
                 ipr.link("set", index=index[intf.name], state="up")
+            specs = []
             for spec in self.wl_routes + self.wl_routes6:
                 spec = dict(spec)
                 if "dev" in spec:
                     spec["oif"] = index[spec.pop("dev")]
-                try:
-                    ipr.route("add", **spec)
-                except Exception as exc:  # NetlinkError: name the route
-                    raise ConfigError(
-                        f"{self.name}: cannot add route {spec}: {exc}") from exc
+                specs.append(spec)
+            # Hundreds of routes per router in a large backbone: sent in batches.
+            failed = add_routes(rtnl, specs)
+            if failed:
+                spec, errno = failed[0]
+                more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+                raise ConfigError(f"{self.name}: cannot add route {spec}: "
+                                  f"{NetlinkError(errno)}{more}")
         return {}
 
 
@@ -365,3 +385,24 @@ class LanBridge(ShellDeadline, LinuxBridge):
         except OSError:
             pass
         super(LinuxBridge, self).stop(deleteIntfs)
+
+
+class NetlinkIntf(Intf):
+    """Mininet's Intf, minus its ``ifconfig <intf> up`` (a shell round trip per
+    interface) where the node brings the interface up itself through netlink
+    (a :class:`NetlinkNode` in ``config()``, a :class:`LanBridge` in ``start()``)
+    and nothing else (MAC, IP, ifconfig arguments) is asked of Mininet."""
+
+    def config(self, mac=None, ip=None, ifconfig=None, up=True, **params):
+        if (isinstance(self.node, (NetlinkNode, LanBridge))
+                and mac is None and ip is None and ifconfig is None):
+            return {}
+        return super().config(mac=mac, ip=ip, ifconfig=ifconfig, up=up, **params)
+
+
+class NetlinkLink(Link):
+    """Mininet's Link with :class:`NetlinkIntf` ends (the Testbed's link class)."""
+
+    def __init__(self, node1, node2, **params):
+        params.setdefault("intf", NetlinkIntf)
+        super().__init__(node1, node2, **params)

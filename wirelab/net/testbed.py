@@ -134,8 +134,7 @@ class Testbed:
 
     def _build(self):
         from mininet.net import Mininet
-        from mininet.link import Link
-        from wirelab.net.nodes import MininetHost
+        from wirelab.net.nodes import MininetHost, NetlinkLink
         # Mininet.init() would raise machine-wide sysctls (fixLimits) and never
         # restore them; we only need more file descriptors in this process.
         Mininet.inited = True
@@ -143,7 +142,7 @@ class Testbed:
         want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
         if soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        self.net = Mininet(topo=None, controller=None, host=MininetHost, link=Link,
+        self.net = Mininet(topo=None, controller=None, host=MininetHost, link=NetlinkLink,
                            build=False, autoSetMacs=False)
         self.log(f"run {self.run_id}: building {type(self.topo).__name__} "
                  f"({len(self.topo.nodes())} nodes, {len(self.topo.links())} links)")

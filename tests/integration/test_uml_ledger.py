@@ -2,7 +2,6 @@
 guest behind; the run ledger owns both, so ``python -m wirelab.net.clean``
 removes exactly them."""
 
-import json
 import os
 import shutil
 import signal
@@ -31,8 +30,7 @@ def ledger_of(owner_pid):
         if not (name.startswith("uml-") and name.endswith(".json")):
             continue
         try:
-            with open(os.path.join(runledger.LEDGER_DIR, name)) as f:
-                data = json.load(f)
+            data = runledger.read_ledger(os.path.join(runledger.LEDGER_DIR, name))
         except (OSError, ValueError):
             continue
         if data.get("owner_pid") == owner_pid and data.get("pids") and data.get("folders"):
@@ -80,9 +78,9 @@ def my_ledgers():
     mine = []
     for name in os.listdir(runledger.LEDGER_DIR):
         try:
-            with open(os.path.join(runledger.LEDGER_DIR, name)) as f:
-                if json.load(f).get("owner_pid") == os.getpid():
-                    mine.append(name)
+            if runledger.read_ledger(
+                    os.path.join(runledger.LEDGER_DIR, name)).get("owner_pid") == os.getpid():
+                mine.append(name)
         except (OSError, ValueError):
             pass
     return mine

@@ -72,3 +72,62 @@ def test_only_owned_folders_are_ever_removed(tmp_path):
     runledger.clean_stale_runs(directory=str(tmp_path), log=logged.append, unledgered=False)
     assert victim.is_dir()
     assert any("left alone" in line for line in logged)
+
+
+def bytes_written():
+    """Bytes this process has passed to write(2) so far (/proc/self/io ``wchar``)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+def test_recording_pids_writes_linear_bytes(tmp_path):
+    """Recording N pids writes O(N) bytes, not a rewrite of the ledger per pid:
+    1000 pids rewritten each time would be ~1000 * 1000 / 2 * 20 B = 10 MB."""
+    n = 1000
+    ledger = runledger.RunLedger("many", directory=str(tmp_path))
+    before = bytes_written()
+    for i in range(n):
+        ledger.add_pid(DEAD_PID + i)
+    written = bytes_written() - before
+    line = len(json.dumps({"pid": DEAD_PID, "start": None}) + "\n")
+    assert written <= n * line, f"{written} bytes for {n} pids, {line} bytes a pid expected"
+    data = runledger.read_ledger(ledger.path)
+    assert data["pids"] == {str(DEAD_PID + i): None for i in range(n)}
+    ledger.remove()
+    assert os.listdir(tmp_path) == []
+
+
+def test_appended_records_reach_the_clean_up(tmp_path, uml_folder):
+    """A SIGKILLed run's ledger is as it was on disk: header plus appended lines."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        ledger = runledger.RunLedger("killed", directory=str(tmp_path))
+        ledger.add_pid(child.pid)
+        ledger.add_folder(uml_folder)
+        # The owner dies: rewrite the header line only, as another process would see it.
+        path = tmp_path / "killed.json"
+        lines = path.read_text().split("\n")
+        lines[0] = json.dumps(dict(json.loads(lines[0]), owner_pid=DEAD_PID))
+        path.write_text("\n".join(lines))
+        cleaned = runledger.clean_stale_runs(directory=str(tmp_path), unledgered=False)
+        assert cleaned == {"killed": 1}
+        # kill_and_wait reaped it (a zombie child of ours): its pid is gone.
+        assert runledger.stat_fields(child.pid) is None, "the run's process still exists"
+        assert not os.path.exists(uml_folder)
+        assert os.listdir(tmp_path) == []
+    finally:
+        if runledger.stat_fields(child.pid) is not None:
+            child.kill()
+            child.wait(5)
+
+
+def test_reader_takes_old_ledgers_and_cut_short_lines(tmp_path):
+    old = {"run_id": "old", "owner_pid": DEAD_PID, "owner_start": 1, "created": 0.0,
+           "pids": {"17": 5}, "folders": []}
+    (tmp_path / "old.json").write_text(json.dumps(old))   # older code: one JSON object
+    assert runledger.read_ledger(str(tmp_path / "old.json")) == old
+    header = dict(old, run_id="cut", pids={})
+    (tmp_path / "cut.json").write_text(
+        json.dumps(header) + "\n" + '{"pid": 18, "start": 6}\n' + "not a record\n"
+        + '{"pid": 19, "sta')   # a SIGKILL in the middle of the last append
+    assert runledger.read_ledger(str(tmp_path / "cut.json"))["pids"] == {"18": 6}

@@ -4,8 +4,12 @@ Every process a run starts carries ``WIRELAB_RUN=<run id>`` in its environment
 (Mininet's node shells inherit it, and so does everything started in a node),
 and the run writes ``/run/wirelab/<run id>.json`` naming its owner (pid and
 start time), the pids it started and the working folders it made (User-Mode
-Linux's ``/tmp/wirelab-uml-*``). A run killed with SIGKILL leaves all of them
-behind; :func:`clean_stale_runs` finds runs whose owner is gone, stops exactly
+Linux's ``/tmp/wirelab-uml-*``). The file is JSON Lines: a header line written
+once (atomically, by rename), then one line appended per pid or folder, so a
+1000-node run writes O(n) bytes rather than rewriting the file per node
+shell. A ledger from older code (the whole record as one JSON object) reads
+the same: it is a header with its pids and folders inside. A run killed with
+SIGKILL leaves all of them behind; :func:`clean_stale_runs` finds runs whose owner is gone, stops exactly
 their processes and removes exactly their folders. Every node lives in its own network namespace, so when
 a run's processes are gone its namespaces, veths, bridges, qdiscs and nftables
 rules are gone with them: nothing is ever looked up by a name pattern.
@@ -128,8 +132,9 @@ class RunLedger:
             raise
 
     def add_pid(self, pid):
-        self.data["pids"][str(pid)] = proc_start_time(pid)
-        self._write()
+        start = proc_start_time(pid)
+        self.data["pids"][str(pid)] = start
+        self._append({"pid": int(pid), "start": start})
 
     def add_folder(self, path):
         """Record a working folder this run made (see :data:`OWNED_FOLDER_PREFIXES`)."""
@@ -138,13 +143,27 @@ class RunLedger:
             raise ValueError(f"{path} is not a folder a run may own "
                              f"({OWNED_FOLDER_DIR}/{'|'.join(OWNED_FOLDER_PREFIXES)}*)")
         self.data["folders"].append(path)
-        self._write()
+        self._append({"folder": path})
 
     def _write(self):
+        """The header line, atomically: the ledger exists only once it names its owner."""
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(json.dumps(self.data) + "\n")
         os.replace(tmp, self.path)
+
+    def _append(self, record):
+        """One line, in one write(2) with O_APPEND. A SIGKILL can cut it short
+        only at a page boundary; :func:`read_ledger` ignores a last line without
+        its newline (that process still carries the run label)."""
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = os.write(fd, line)
+        finally:
+            os.close(fd)
+        if written != len(line):
+            raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
 
     def remove(self):
         for path in (self.path + ".tmp", self.path):
@@ -152,6 +171,37 @@ class RunLedger:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def read_ledger(path):
+    """A ledger file as one dict (header with ``pids`` {pid: start} and
+    ``folders``), whether written by :class:`RunLedger` or by older code (one
+    JSON object). Raises OSError or ValueError if the header is unreadable.
+
+    Only complete lines count: a record cut short by a SIGKILL has no newline.
+    A line that is not a record is skipped, not fatal: the run's processes
+    also carry its label, and the rest of the ledger must still be cleaned.
+    """
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    data = json.loads(lines[0])
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the header is not a JSON object")
+    data["pids"] = dict(data.get("pids") or {})
+    data["folders"] = list(data.get("folders") or [])
+    for line in lines[1:-1]:   # lines[-1]: after the last newline, empty or cut short
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        pid, start = record.get("pid"), record.get("start")
+        if type(pid) is int and (start is None or type(start) is int):
+            data["pids"][str(pid)] = start
+        elif isinstance(record.get("folder"), str):
+            data["folders"].append(record["folder"])
+    return data
 
 
 def is_owned_folder(path):
@@ -227,8 +277,7 @@ def stale_runs(directory=LEDGER_DIR):
         if not name.endswith(".json"):
             continue
         try:
-            with open(os.path.join(directory, name)) as f:
-                data = json.load(f)
+            data = read_ledger(os.path.join(directory, name))
         except (OSError, ValueError):
             continue
         if not alive(data.get("owner_pid", -1), data.get("owner_start")):

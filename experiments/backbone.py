@@ -46,10 +46,6 @@ UDP_BASE_PORT = TRACEROUTE_BASE_PORT     # probe n (from 0) goes to port 33434 +
 # traceroute -w: seconds to wait for a probe's answer; a long path at a large
 # --delay scale needs its RTT on top.
 WAIT_BASE_S = 2.0
-# One allowance for the forwarding and the ICMP answer themselves (routers and
-# the destination run in softirq, no timer): the UML guest may be descheduled
-# by the host once meanwhile, at most one host tick (timers.EVENT_WAKEUP_SLACK_MS).
-FORWARDING_STALLS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +115,8 @@ def planned_hops(topo, src, dst):
 
 
 def rtt_window_ms(delay_ms, netem_traversals):
-    """[lo, hi] for a hop's least RTT: twice the one-way delay (netem never
-    sends early; less the capture's timestamp resolution), plus one host tick
-    per netem traversal (its hrtimer's worst wake-up in UML) and
-    FORWARDING_STALLS more for the forwarding."""
-    floor = 2 * delay_ms
-    return (floor - timers.TS_DIFF_MS,
-            floor + (netem_traversals + FORWARDING_STALLS) * timers.EVENT_WAKEUP_SLACK_MS + timers.TS_DIFF_MS)
+    """[lo, hi] for a hop's least RTT (see :func:`timers.netem_rtt_window_ms`)."""
+    return timers.netem_rtt_window_ms(delay_ms, netem_traversals)
 
 
 def pair_case(topo, a, b, probes):
@@ -215,7 +206,7 @@ CLAIMS = [
     ("floor", "each hop's least RTT >= 2 x the declared one-way fibre delay to it (netem never early)",
      "<case>/at-<src>.pcap: probe out -> ICMP in; case.json args.hops[].delay_ms (fibres())"),
     ("ceiling", "each hop's least RTT <= 2 x fibre delay + one host tick (EVENT_WAKEUP_SLACK_MS) "
-                f"per netem traversal + {FORWARDING_STALLS} for forwarding",
+                f"per netem traversal + {timers.FORWARDING_STALLS} for forwarding",
      "<case>/at-<src>.pcap; case.json args.hops[].netem_traversals"),
     ("geo", "every hop geolocates to the city of the router the plan says (the run's .mmdb)",
      "geo/*.mmdb (sha256 in run.json); case.json args.hops[].city"),

@@ -91,3 +91,20 @@ def retransmission_window_ms(kind, rtt):
     if kind == "nth":
         return rtt["min"] - TS_DIFF_MS, late + TS_DIFF_MS
     raise ValueError(f"retransmission_window_ms: unknown kind {kind!r}")
+
+
+# One allowance for the forwarding and the ICMP answer themselves (routers and
+# the destination run in softirq, no timer): the UML guest may be descheduled
+# by the host once meanwhile, at most one host tick (EVENT_WAKEUP_SLACK_MS).
+FORWARDING_STALLS = 1
+
+
+def netem_rtt_window_ms(delay_ms, netem_traversals):
+    """[lo, hi] for the least RTT across netem delays summing ``delay_ms`` one
+    way: twice the delay (netem never sends early; less the capture's timestamp
+    resolution), plus one host tick per netem qdisc the packet and its answer
+    cross (its hrtimer's worst wake-up in UML) and FORWARDING_STALLS more for
+    the forwarding."""
+    floor = 2 * delay_ms
+    return (floor - TS_DIFF_MS,
+            floor + (netem_traversals + FORWARDING_STALLS) * EVENT_WAKEUP_SLACK_MS + TS_DIFF_MS)

@@ -9,6 +9,7 @@ import pytest
 
 from wirelab.errors import ConfigError
 from wirelab.observe.traceroute_parse import parse
+from wirelab.net import route_reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,29 +49,28 @@ def test_traceroute_probe_ttl_mapping_and_params():
 
 
 def test_routing_reference_uses_local_table_first():
-    routing = load("routing")
     local = [{"dst": "10.0.0.2/32", "type": 2, "gateway": None, "dev": "r1-eth0"}]
     main = [{"dst": "10.0.0.0/24", "type": 1, "gateway": None, "dev": "r1-eth0"},
             {"dst": "10.0.0.0/8", "type": 1, "gateway": "10.0.0.1", "dev": "r1-eth0"},
             {"dst": "10.1.0.0/16", "type": 1, "gateway": "10.0.1.1", "dev": "r1-eth1"}]
-    assert routing.reference_choice(local, main, "10.0.0.2")["table"] == "local"
-    assert routing.reference_choice(local, main, "10.0.0.7")["gateway"] is None
-    assert routing.reference_choice(local, main, "10.1.2.3")["gateway"] == "10.0.1.1"
-    assert routing.reference_choice(local, main, "10.9.2.3")["gateway"] == "10.0.0.1"
-    assert routing.reference_choice(local, main, "192.0.2.1") is None
+    assert route_reference.reference_choice(local, main, "10.0.0.2")["table"] == "local"
+    assert route_reference.reference_choice(local, main, "10.0.0.7")["gateway"] is None
+    assert route_reference.reference_choice(local, main, "10.1.2.3")["gateway"] == "10.0.1.1"
+    assert route_reference.reference_choice(local, main, "10.9.2.3")["gateway"] == "10.0.0.1"
+    assert route_reference.reference_choice(local, main, "192.0.2.1") is None
     # the kernel's special destinations
-    assert routing.reference_choice(local, main, "0.0.0.0")["dev"] == "lo"
-    assert routing.reference_choice(local, main, "10.0.0.2")["dev"] == "lo"
+    assert route_reference.reference_choice(local, main, "0.0.0.0")["dev"] == "lo"
+    assert route_reference.reference_choice(local, main, "10.0.0.2")["dev"] == "lo"
     default = main + [{"dst": "0.0.0.0/0", "type": 1, "gateway": "10.0.0.1", "dev": "r1-eth0"}]
-    mc = routing.reference_choice(local, default, "239.1.2.3")
-    assert (mc["type"], mc["gateway"], mc["dev"]) == (routing.RTN_MULTICAST, None, "r1-eth0")
-    assert routing.reference_choice(local, default, "255.255.255.255")["type"] == routing.RTN_BROADCAST
+    mc = route_reference.reference_choice(local, default, "239.1.2.3")
+    assert (mc["type"], mc["gateway"], mc["dev"]) == (route_reference.RTN_MULTICAST, None, "r1-eth0")
+    assert route_reference.reference_choice(local, default, "255.255.255.255")["type"] == route_reference.RTN_BROADCAST
 
 
 def test_routing_destinations_cover_prefix_edges():
     routing = load("routing")
     table = [{"dst": "10.1.0.0/16"}, {"dst": "10.1.2.0/24"}]
-    dests = routing.draw_destinations(table, 500, random.Random(1))
+    dests = route_reference.draw_destinations(table, 500, random.Random(1))
     assert len(dests) == 500 == len(set(dests))
     for edge in ("10.1.0.0", "10.1.255.255", "10.0.255.255", "10.2.0.0", "10.1.2.0", "10.1.2.255"):
         assert edge in dests
@@ -79,10 +79,9 @@ def test_routing_destinations_cover_prefix_edges():
 
 
 def test_routing_nested_chain_and_zoom_points():
-    routing = load("routing")
     table = [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/8"}, {"dst": "10.20.0.0/16"},
              {"dst": "10.20.30.0/24"}, {"dst": "172.16.1.0/30"}, {"dst": "10.99.0.0/16"}]
-    assert [str(n) for n in routing.nested_chain(table)] == ["10.0.0.0/8", "10.20.0.0/16", "10.20.30.0/24"]
-    assert routing.nested_chain([{"dst": "10.0.0.0/24"}, {"dst": "10.0.1.0/24"}])[0].prefixlen == 24
-    pts = routing.evenly_spaced(ipaddress.ip_network("10.20.30.0/24"), 256)
+    assert [str(n) for n in route_reference.nested_chain(table)] == ["10.0.0.0/8", "10.20.0.0/16", "10.20.30.0/24"]
+    assert route_reference.nested_chain([{"dst": "10.0.0.0/24"}, {"dst": "10.0.1.0/24"}])[0].prefixlen == 24
+    pts = route_reference.evenly_spaced(ipaddress.ip_network("10.20.30.0/24"), 256)
     assert pts[0] == "10.20.30.0" and pts[-1] == "10.20.30.255" and len(set(pts)) == 256

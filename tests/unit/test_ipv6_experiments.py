@@ -9,6 +9,7 @@ import random
 import pytest
 
 from wirelab.observe import impairment as L
+from wirelab.net import route_reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,30 +53,30 @@ LOCAL6 = [
     ("fe80::1", "main", "link-local", None, "eth1", 1),                           # first fe80::/64 route
 ])
 def test_reference_choice6(dst, table, kind, gateway, dev, rtype):
-    ref = routing.reference_choice6(LOCAL6, MAIN6, dst)
+    ref = route_reference.reference_choice6(LOCAL6, MAIN6, dst)
     assert (ref["table"], ref["gateway"], ref["dev"], ref["type"]) == (table, gateway, dev, rtype)
-    assert routing.special_kind6(ref, dst) == kind
+    assert route_reference.special_kind6(ref, dst) == kind
     kernel = {"gateway": gateway, "dev": dev, "type": rtype}
-    assert routing.agrees(kernel, ref)
-    assert not routing.agrees({**kernel, "dev": "eth9"}, ref)
+    assert route_reference.agrees(kernel, ref)
+    assert not route_reference.agrees({**kernel, "dev": "eth9"}, ref)
 
 
 @pytest.mark.parametrize("dst", ["::", "fe80:0:0:1::1", "2001:db8::1", "::ffff:10.1.0.2", "fd77:5::1"])
 def test_reference_choice6_unreachable(dst):
-    ref = routing.reference_choice6(LOCAL6, MAIN6, dst)
-    assert ref is None and routing.special_kind6(ref, dst) == "unreachable"
-    assert routing.agrees({"error": 101}, ref)          # ENETUNREACH
-    assert not routing.agrees({"gateway": None, "dev": "eth1", "type": 1}, ref)
+    ref = route_reference.reference_choice6(LOCAL6, MAIN6, dst)
+    assert ref is None and route_reference.special_kind6(ref, dst) == "unreachable"
+    assert route_reference.agrees({"error": 101}, ref)          # ENETUNREACH
+    assert not route_reference.agrees({"gateway": None, "dev": "eth1", "type": 1}, ref)
 
 
 def test_draw_destinations6_is_seeded_and_covers_the_special_ones():
     tables = {"main": MAIN6, "local": LOCAL6}
-    a = routing.draw_destinations6(tables, 200, random.Random(5), "fd77:4::/32")
-    b = routing.draw_destinations6(tables, 200, random.Random(5), "fd77:4::/32")
-    assert a == b and len(a) == 200 + len(routing.IPV6_SPECIAL)
-    assert set(routing.IPV6_SPECIAL) <= set(a)
+    a = route_reference.draw_destinations6(tables, 200, random.Random(5), "fd77:4::/32")
+    b = route_reference.draw_destinations6(tables, 200, random.Random(5), "fd77:4::/32")
+    assert a == b and len(a) == 200 + len(route_reference.IPV6_SPECIAL)
+    assert set(route_reference.IPV6_SPECIAL) <= set(a)
     assert all(ipaddress.ip_address(x).version == 6 for x in a)
-    kinds = {routing.special_kind6(routing.reference_choice6(LOCAL6, MAIN6, x), x) for x in a}
+    kinds = {route_reference.special_kind6(route_reference.reference_choice6(LOCAL6, MAIN6, x), x) for x in a}
     assert kinds == {"unicast", "local", "loopback", "anycast", "multicast", "link-local", "unreachable"}
 
 

@@ -13,6 +13,7 @@ import pytest
 from wirelab.experiment import registry
 from wirelab.experiment.core import reverify
 from wirelab.experiment.evidence import Evidence, write_json
+from wirelab.net import route_reference
 
 MAC = {"h1": b"\x02\x00\x00\x00\x00\x01", "r1": b"\x02\x00\x00\x00\x00\x02",
        "h2": b"\x02\x00\x00\x00\x00\x03", "gw": b"\x02\x00\x00\x00\x00\x09"}
@@ -133,7 +134,7 @@ def routing_folder(folder, probe_mac=MAC["gw"], kernel_gateway="10.0.0.9", plann
     local = [{"dst": "10.0.0.1/32", "gateway": None, "dev": "r1-eth0", "type": 2}]
     checks = []
     for dst in ("10.0.0.7", "10.5.5.5", "10.0.0.1", "192.0.2.1"):
-        ref = routing.reference_choice(local, main, dst)
+        ref = route_reference.reference_choice(local, main, dst)
         kernel = {"error": 101} if ref is None else {k: ref[k] for k in ("gateway", "dev", "type")}
         checks.append({"dst": dst, "kernel": kernel})
     checks[1]["kernel"]["gateway"] = kernel_gateway

@@ -108,6 +108,27 @@ def packet_cases(lookups, rng, family=4):
 
 
 
+def policy_rules(ipr, family):
+    """The node's policy routing rules (priority, table) of one family (2: IPv4, 10: IPv6)."""
+    return [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
+            for r in ipr.get_rules(family=family)]
+
+
+def kernel_choices(tb, router, ipr, dests):
+    """The kernel's route lookup for each destination: gateway, device and type,
+    or the error (ENETUNREACH: no route at all)."""
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    checks = []
+    for dst in dests:
+        try:
+            got = tb.route_get(router, dst, ipr=ipr)
+            kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]), "type": got["type"]}
+        except NetlinkError as exc:
+            kernel = {"error": exc.code}
+        checks.append({"dst": dst, "kernel": kernel})
+    return checks
+
+
 def lookup_claims(ev, results, label, evidence, forwarding_field, forwarding_text):
     """The claims every address family makes about its lookups: the kernel
     agrees with longest-prefix match everywhere, every planned router was
@@ -185,9 +206,7 @@ class RoutingExperiment(Experiment):
         tb = self.tb
         tables = {"main": tb.routes(router, table=MAIN), "local": tb.routes(router, table=LOCAL)}
         with tb.iproute(router) as ipr:
-            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-            rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
-                     for r in ipr.get_rules(family=2)]
+            rules = policy_rules(ipr, family=2)
             dests = draw_destinations(tables["main"], self.params.destinations, rng)
             chain = nested_chain(tables["main"])
             zoom = {}
@@ -197,14 +216,7 @@ class RoutingExperiment(Experiment):
                     zoom[str(net)] = evenly_spaced(net, ZOOM_POINTS)
                 dests = sorted(set(dests) | {a for pts in zoom.values() for a in pts},
                                key=lambda a: int(ipaddress.IPv4Address(a)))
-            checks = []
-            for dst in dests:
-                try:
-                    got = tb.route_get(router, dst, ipr=ipr)
-                    kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]), "type": got["type"]}
-                except NetlinkError as exc:  # ENETUNREACH: no route at all
-                    kernel = {"error": exc.code}
-                checks.append({"dst": dst, "kernel": kernel})
+            checks = kernel_choices(tb, router, ipr, dests)
         self.log(f"{router.name}: {len(tables['main'])} routes, {len(checks)} destinations looked up")
         return {"tables": tables, "rules": rules, "checks": checks, "zoom": zoom,
                 "ip_forward": router.sysctl("net/ipv4/ip_forward")}
@@ -215,21 +227,12 @@ class RoutingExperiment(Experiment):
         tables = {"main": tb.routes(router, table=MAIN, family=6),
                   "local": tb.routes(router, table=LOCAL, family=6)}
         with tb.iproute(router) as ipr:
-            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-            rules = [{"priority": r.get_attr("FRA_PRIORITY", 0), "table": r.get_attr("FRA_TABLE", r["table"])}
-                     for r in ipr.get_rules(family=10)]
+            rules = policy_rules(ipr, family=10)
             dests = draw_destinations6(tables, self.params.destinations, rng, self.topo.ipv6_block)
             for net in nested_chain(tables["main"]):   # the /40 > /48 > /56 twins, swept
                 dests = sorted(set(dests) | set(evenly_spaced(net, 64)),
                                key=lambda a: int(ipaddress.IPv6Address(a)))
-            checks = []
-            for dst in dests:
-                try:
-                    got = tb.route_get(router, dst, ipr=ipr)
-                    kernel = {"gateway": got["gateway"], "dev": names.get(got["oif"]), "type": got["type"]}
-                except NetlinkError as exc:  # ENETUNREACH: no route at all
-                    kernel = {"error": exc.code}
-                checks.append({"dst": dst, "kernel": kernel})
+            checks = kernel_choices(tb, router, ipr, dests)
         self.log(f"{router.name}: {len(tables['main'])} IPv6 routes, {len(checks)} destinations looked up")
         return {"tables": tables, "rules": rules, "checks": checks,
                 "forwarding": router.sysctl("net/ipv6/conf/all/forwarding")}

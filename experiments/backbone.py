@@ -34,6 +34,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from wirelab.apps.traceroute import run_traceroute  # noqa: E402
 from wirelab.errors import ConfigError, WirelabError  # noqa: E402
 from wirelab.experiment import timers  # noqa: E402
 from wirelab.experiment.cases import Case, CapturePoint, run_cases  # noqa: E402
@@ -285,14 +286,9 @@ class BackboneExperiment(Experiment):
         a = case.args
         ping = self.tb.run(a["src"], ["ping", "-n", "-c", "1", "-W", str(a["wait_s"] + 2), a["dst_ip"]],
                            timeout=a["wait_s"] + 10, check=False)
-        max_ttl = len(a["expected"]) + 3
-        argv = ["traceroute", "-n", "-q", str(a["probes"]), "-w", str(a["wait_s"]), "-p", str(UDP_BASE_PORT),
-                "-m", str(max_ttl), a["dst_ip"]]
-        done = self.tb.run(a["src"], argv, timeout=max_ttl * a["wait_s"] * a["probes"] + 10, check=False)
-        with open(os.path.join(folder, "traceroute.txt"), "w") as f:
-            f.write(" ".join(argv) + "\n" + done.stdout + done.stderr)
-        return {"traceroute_argv": argv, "traceroute_exit": done.returncode,
-                "traceroute_stdout": done.stdout, "ping_exit": ping.returncode}
+        record = run_traceroute(self.tb, a["src"], a["dst_ip"], max_ttl=len(a["expected"]) + 3,
+                                probes=a["probes"], wait=a["wait_s"], folder=folder)
+        return {**record, "ping_exit": ping.returncode}
 
     @classmethod
     def verify(cls, ev):

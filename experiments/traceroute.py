@@ -39,15 +39,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from wirelab.apps.traceroute import run_traceroute  # noqa: E402
 from wirelab.errors import ConfigError, WirelabError  # noqa: E402
 from wirelab.experiment.cases import Case, CapturePoint, run_cases  # noqa: E402
 from wirelab.experiment.claims import Tally, capture_problems  # noqa: E402
 from wirelab.experiment.core import Experiment, main  # noqa: E402
 from wirelab.net.testbed import Testbed  # noqa: E402
 from wirelab.observe.capture import ethernet_frames  # noqa: E402
+from wirelab.observe.probe_rtt import TRACEROUTE_BASE_PORT  # noqa: E402
 from wirelab.observe.traceroute_parse import parse  # noqa: E402
 
-UDP_BASE_PORT = 33434     # traceroute's default: probe k goes to port 33434 + k
+UDP_BASE_PORT = TRACEROUTE_BASE_PORT     # traceroute's default: probe k goes to port 33434 + k
 PROBES_PER_HOP = 3
 PING_TTL = 64
 
@@ -303,18 +305,14 @@ class TracerouteExperiment(Experiment):
 
     def trace(self, tb, case, folder):
         """The workload: traceroute, then one ping with a known TTL."""
-        a, wait = case.args, self.params.wait
-        max_ttl = len(a["expected"]) + 3
-        v6 = ["-6"] if a.get("family", 4) == 6 else []
-        argv = ["traceroute"] + v6 + ["-n", "-q", str(PROBES_PER_HOP), "-w", str(wait),
-                                      "-p", str(UDP_BASE_PORT), "-m", str(max_ttl), a["dst_ip"]]
-        done = tb.run(a["src"], argv, timeout=max_ttl * wait * 3 + 10, check=False)
+        a = case.args
+        family = a.get("family", 4)
+        record = run_traceroute(tb, a["src"], a["dst_ip"], max_ttl=len(a["expected"]) + 3,
+                                probes=PROBES_PER_HOP, wait=self.params.wait, folder=folder, family=family)
+        v6 = ["-6"] if family == 6 else []
         ping = tb.run(a["src"], ["ping"] + v6 + ["-n", "-c", "1", "-W", "2", "-t", str(PING_TTL), a["dst_ip"]],
                       timeout=10, check=False)
-        with open(os.path.join(folder, "traceroute.txt"), "w") as f:
-            f.write(" ".join(argv) + "\n" + done.stdout + done.stderr)
-        return {"traceroute_argv": argv, "traceroute_exit": done.returncode,
-                "traceroute_stdout": done.stdout, "ping_exit": ping.returncode}
+        return {**record, "ping_exit": ping.returncode}
 
     @classmethod
     def verify(cls, ev):

@@ -44,7 +44,13 @@ APT_PACKAGES=(
     procps psmisc      # ps, pgrep for diagnostics
     python3-venv python3-pip
     make
+    nsd unbound        # DNS inside the emulated Internet (root/TLD/authoritative, resolver)
+    bind9-dnsutils curl  # dig, and fetching by name (wirelab/services/dns.py)
 )
+# Daemons whose packages start a system service on install (listening on the
+# machine's real interfaces): the project runs its own instances inside
+# namespaces only, so the system ones are kept stopped and disabled.
+SYSTEM_SERVICES_OFF=(nsd unbound unbound-resolvconf)
 
 # The `wirelab` command: .venv/bin/wirelab, a small script run by the venv's
 # python that imports wirelab.cli from this checkout (found from the script's
@@ -108,7 +114,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     # tshark asks whether non-root users may capture; answer no, without a prompt.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # No service may start during the install (policy-rc.d 101 = "denied"); a
+    # policy-rc.d already there (containers have one) is left as it is.
+    own_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+# Stopped and disabled every time (idempotent), where systemd runs.
+if [ -d /run/systemd/system ]; then
+    for svc in "${SYSTEM_SERVICES_OFF[@]}"; do
+        if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
+            systemctl disable --now "$svc" >/dev/null 2>&1 && echo "setup: system service $svc stopped and disabled"
+        fi
+    done
 fi
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mininet.net' 2>/dev/null; then

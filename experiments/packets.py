@@ -58,6 +58,10 @@ DF_SET_TOO_BIG, DF_SET_FITS = 1400, 900
 KERNEL_KEYS = ("net/ipv4/tcp_retries1", "net/ipv4/tcp_base_mss", "net/ipv4/tcp_mtu_probing",
                "net/ipv4/ip_no_pmtu_disc")
 PROBING = "net/ipv4/tcp_mtu_probing"
+# sharing: each receiver's SO_RCVBUF while held (the kernel doubles it: ~32 KB
+# window), far below flow_bytes' 100000 minimum, so every sender stalls mid-flow
+# until the common release and every flow is on the wire before and after it.
+SHARING_RCVBUF = 16_384
 PMTU_WAIT_S = 5.0         # for h1 to cache the path MTU after r2's ICMP
 POINTS = {"sender.pcap": ("h1", "r1"), "receiver.pcap": ("h2", "r4"), "after.pcap": ("r3", "r2")}
 
@@ -173,7 +177,7 @@ class Packets(Experiment):
         from wirelab.proc import wait_until
         a, seed = case.args, self.params.seed
         if a["kind"] == "sharing":
-            return {"flows": concurrent_transfers(tb, a["flows"], seed=seed, timeout=60)}
+            return {"flows": concurrent_transfers(tb, a["flows"], seed=seed, timeout=60, hold_rcvbuf=SHARING_RCVBUF)}
         h2 = tb.ip("h2")
         flush_route_cache(tb, "h1")
         rec = {"route_mtu_before": route_mtu(tb, "h1", h2)}

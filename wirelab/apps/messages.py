@@ -6,7 +6,10 @@
   clear, each reported by the receiver with its size and sha256.
 * :func:`concurrent_transfers` -- several ``tcpflow`` transfers at once, from
   several programs on several hosts: every server READY first, then every
-  client started, all awaited under one deadline.
+  client started, all awaited under one deadline. With ``hold_rcvbuf`` the
+  overlap is certain, not a matter of scheduling: each server holds its
+  connection after the first bytes (a small receive buffer stalls the sender),
+  and only when every server holds are all released at once.
 
 As in :mod:`wirelab.apps.transfer`, a stuck transfer is a result, not an
 error: the record says what each side reported and, on failure, the kernel's
@@ -72,21 +75,26 @@ def _record(tb, nodes, client, server, **asked):
     return record
 
 
-def concurrent_transfers(tb, flows, *, seed, timeout):
+def concurrent_transfers(tb, flows, *, seed, timeout, hold_rcvbuf=None):
     """Run ``flows`` (dicts: sender, receiver, port, bytes) at the same time.
 
-    Flow ``k`` sends tcpflow's payload of seed ``seed + k``. Returns one record
-    per flow: ``flow`` (as asked), ``sender``/``receiver`` (the programs' JSON
-    reports), ``failure`` and exit codes."""
+    Flow ``k`` sends tcpflow's payload of seed ``seed + k``. With
+    ``hold_rcvbuf`` (bytes), every receiver holds its connection after the
+    first bytes (``tcpflow serve --hold --rcvbuf``) until all hold, then all are
+    released together. Returns one record per flow: ``flow`` (as asked),
+    ``sender``/``receiver`` (the programs' JSON reports), ``failure`` and exit
+    codes; and, when held, ``release`` (whether every server held before the
+    release)."""
     records = []
+    hold = ["--hold", "--rcvbuf", hold_rcvbuf] if hold_rcvbuf else []
     with contextlib.ExitStack() as stack:
         servers = []
         for f in flows:
             argv = [sys.executable, TCPFLOW, "serve", "--bind", _ip(tb, f["receiver"]), "--port", f["port"],
-                    "--timeout", timeout]
+                    "--timeout", timeout, *hold]
             servers.append(stack.enter_context(AppServer(
                 tb, f["receiver"], argv, name=f"tcpflow serve {f['receiver']}:{f['port']}",
-                ready=tcpflow.READY_PREFIX)))
+                ready=tcpflow.READY_PREFIX, stdin=bool(hold))))
         clients = []
         for k, f in enumerate(flows):   # every server listens: start every client now
             argv = [sys.executable, TCPFLOW, "send", "--to", _ip(tb, f["receiver"]), "--port", f["port"],
@@ -94,6 +102,16 @@ def concurrent_transfers(tb, flows, *, seed, timeout):
             proc = tb.start(f["sender"], argv, name=f"tcpflow send {f['sender']}->:{f['port']}",
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             clients.append((proc, LineReader(proc.popen.stdout), LineReader(proc.popen.stderr)))
+        all_held = None
+        if hold:
+            try:   # every server holds (or something died: then release the rest, which report why)
+                wait_until(lambda: all(s.saw(tcpflow.HOLDING_PREFIX) or not s.proc.running() for s in servers),
+                           timeout, what=f"{len(servers)} tcpflow servers to hold their connections")
+            except WaitTimeout:
+                pass
+            all_held = all(s.saw(tcpflow.HOLDING_PREFIX) for s in servers)
+            for server in servers:
+                server.tell(tcpflow.GO)
         try:
             wait_until(lambda: not any(p.running() for p, _, _ in clients), timeout + GRACE_S,
                        what=f"{len(clients)} tcpflow senders to finish")
@@ -116,7 +134,8 @@ def concurrent_transfers(tb, flows, *, seed, timeout):
             found = json_lines(out.lines)
             records.append({"flow": dict(f), "seed": seed + k, "sender": found[-1] if found else None,
                             "receiver": server.last_json(), "failure": "; ".join(failures) or None,
-                            "sender_exit": code, "receiver_exit": server.returncode})
+                            "sender_exit": code, "receiver_exit": server.returncode,
+                            **({"all_held_before_release": all_held} if hold else {})})
     if any(r["failure"] for r in records):
         nodes = sorted({f["sender"] for f in flows} | {f["receiver"] for f in flows})
         for r in records:

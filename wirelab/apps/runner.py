@@ -17,6 +17,7 @@ records say what happened, and :func:`socket_state` (``ss -tin``) of the nodes
 involved is kept for the person reading them.
 """
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -52,8 +53,9 @@ def json_lines(lines):
 class AppServer:
     """A long-running program on ``node`` that prints ``ready`` when it serves."""
 
-    def __init__(self, tb, node, argv, name=None, ready=READY_PREFIX, ready_timeout=READY_TIMEOUT_S):
+    def __init__(self, tb, node, argv, name=None, ready=READY_PREFIX, ready_timeout=READY_TIMEOUT_S, stdin=False):
         self.tb, self.node, self.argv = tb, tb.resolve(node), [str(a) for a in argv]
+        self.stdin = stdin      # a pipe the caller writes to with tell()
         self.name = name or self.argv[0]
         self.ready, self.ready_timeout = ready, ready_timeout
         self.proc = None
@@ -61,6 +63,7 @@ class AppServer:
 
     def start(self):
         self.proc = self.tb.start(self.node, self.argv, name=self.name,
+                                  stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._out, self._err = LineReader(self.proc.popen.stdout), LineReader(self.proc.popen.stderr)
         try:
@@ -76,7 +79,20 @@ class AppServer:
         return self
 
     def is_ready(self):
-        return any(line.startswith(self.ready) for line in list(self._out.lines))
+        return self.saw(self.ready)
+
+    def saw(self, prefix):
+        """Whether the server has printed a line starting with ``prefix``."""
+        return any(line.startswith(prefix) for line in list(self._out.lines))
+
+    def tell(self, line):
+        """Write one line to the server's stdin (``stdin=True``); False if it is gone."""
+        try:
+            self.proc.popen.stdin.write(f"{line}\n".encode())
+            self.proc.popen.stdin.flush()
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            return False
 
     def wait(self, timeout):
         """Wait for the server to finish; on the deadline stop it and record why."""
@@ -95,6 +111,9 @@ class AppServer:
         self._join()
 
     def _join(self):
+        if self.stdin and self.proc.popen.stdin and not self.proc.popen.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.popen.stdin.close()
         self._out.join(5)
         self._err.join(5)
 

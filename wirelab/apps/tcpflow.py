@@ -15,16 +15,26 @@ one-line error on timeout or failure.
 
 The payload is ``payload(seed, n)``: a SHA-256 counter stream, so sender and
 verifier agree on every byte without storing it.
+
+``serve --hold`` makes transfers overlap for certain: once the connection has
+brought its first bytes, the server prints ``HOLDING <queued bytes>`` and reads
+nothing more until a line ``go`` arrives on its stdin. With a small
+``--rcvbuf`` the sender then stalls on the closed window, so a caller that
+holds every server and then says ``go`` to all of them has every flow on the
+wire both before and after that moment.
 """
 
 import argparse
 import hashlib
 import json
+import select
 import socket
 import sys
 import time
 
 READY_PREFIX = "LISTENING"
+HOLDING_PREFIX = "HOLDING"
+GO = "go"
 CHUNK = 64 * 1024
 
 
@@ -51,16 +61,33 @@ def payload_sha256(seed, nbytes):
     return h.hexdigest()
 
 
-def serve(bind, port, timeout):
+def _hold(conn, timeout):
+    """Wait (up to ``timeout``) for the first bytes, say HOLDING, then for ``go`` on stdin."""
+    if not select.select([conn], [], [], timeout)[0]:
+        raise socket.timeout(f"no bytes within {timeout:g}s of the connection")
+    queued = len(conn.recv(CHUNK, socket.MSG_PEEK))
+    print(f"{HOLDING_PREFIX} {queued}", flush=True)
+    if not select.select([sys.stdin], [], [], timeout)[0]:
+        raise socket.timeout(f"no '{GO}' on stdin within {timeout:g}s of holding")
+    line = sys.stdin.readline().strip()
+    if line != GO:
+        raise OSError(f"expected '{GO}' on stdin, got {line!r}")
+    return {"held_bytes": queued, "released_time": time.time()}
+
+
+def serve(bind, port, timeout, hold=False, rcvbuf=None):
     started = time.time()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:   # before listen(): accepted sockets inherit it, and the SYN's window scale follows it
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         ls.bind((bind, port))
         ls.listen(1)
         ls.settimeout(timeout)
         print(f"{READY_PREFIX} {bind} {port}", flush=True)
         conn, peer = ls.accept()
     with conn:
+        held = _hold(conn, timeout) if hold else {}
         conn.settimeout(timeout)
         h = hashlib.sha256()
         total = 0
@@ -75,7 +102,7 @@ def serve(bind, port, timeout):
             total += len(data)
         end = time.time()
     return {"role": "receiver", "peer": list(peer), "bytes": total, "sha256": h.hexdigest(),
-            "listen_time": started, "first_byte_time": first, "end_time": end}
+            "listen_time": started, "first_byte_time": first, "end_time": end, **held}
 
 
 def send(to, port, nbytes, seed, timeout):
@@ -107,6 +134,9 @@ def main(argv=None):
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the connection and between reads")
+    p.add_argument("--hold", action="store_true",
+                   help=f"after the first bytes, print '{HOLDING_PREFIX} <bytes>' and read nothing until '{GO}' on stdin")
+    p.add_argument("--rcvbuf", type=int, default=None, help="SO_RCVBUF of the listening socket (bytes)")
     p = sub.add_parser("send", help="send the payload of --seed, --bytes long")
     p.add_argument("--to", required=True)
     p.add_argument("--port", type=int, required=True)
@@ -116,7 +146,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.cmd == "serve":
-            result = serve(args.bind, args.port, args.timeout)
+            result = serve(args.bind, args.port, args.timeout, hold=args.hold, rcvbuf=args.rcvbuf)
         else:
             result = send(args.to, args.port, args.bytes, args.seed, args.timeout)
     except (OSError, socket.timeout) as exc:

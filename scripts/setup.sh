@@ -85,6 +85,21 @@ sys.exit(main())"
         "$wrapper" completion bash > "$COMPLETION.tmp" && mv -f "$COMPLETION.tmp" "$COMPLETION" \
             || { rm -f "$COMPLETION.tmp"; echo "setup: no bash completion written" >&2; }
     fi
+    # mapreduce-manager, -worker, -submit (the EECS 485 Project 4 names), in .venv/bin.
+    local mr mrwant
+    for mr in manager worker submit; do
+        mrwant="#!$here/.venv/bin/python
+# mapreduce-$mr (written by scripts/setup.sh): wirelab.apps.mapreduce.$mr of this checkout.
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
+from wirelab.apps.mapreduce.$mr import main
+sys.exit(main())"
+        if [ ! -x ".venv/bin/mapreduce-$mr" ] || [ "$(cat ".venv/bin/mapreduce-$mr")" != "$mrwant" ]; then
+            printf '%s\n' "$mrwant" > ".venv/bin/mapreduce-$mr.tmp" && chmod 755 ".venv/bin/mapreduce-$mr.tmp" \
+                && mv -f ".venv/bin/mapreduce-$mr.tmp" ".venv/bin/mapreduce-$mr"
+        fi
+    done
 }
 
 # The stamp records what was installed; any change to this script or to

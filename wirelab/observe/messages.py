@@ -1,0 +1,332 @@
+"""Application JSON messages rebuilt from a capture, to compare with what apps logged.
+
+The house's apps speak JSON two ways: over TCP, one JSON value per
+connection direction, read to EOF (MapReduce manager and workers); over UDP,
+one JSON value per datagram (GFS heartbeats).  :func:`rebuild` reads a
+capture with the house reader (:mod:`wirelab.observe.pcap`, any pcap/pcapng,
+gzip, any link type it knows, IPv4 and IPv6), streams it batch by batch and
+gives one :class:`RebuiltMessage` per TCP connection direction that carried
+bytes and per UDP datagram::
+
+    capture --PcapReader--> batches --l4payload (numpy)--> TCP/UDP rows with payload
+      TCP rows --tcpstream--> one byte stream per direction (by sequence number:
+                              retransmissions, overlaps, reordering, copies,
+                              wraparound, 4-tuple reuse) --FIN--> message
+      UDP rows -------------> one message per datagram
+      IP fragments --msgfrag--> whole datagrams (or the reason they are not)
+
+A message that cannot be trusted says so in ``error`` (one line) rather than
+showing garbage: ``truncated stream: gap at byte N`` (``message`` None),
+``connection never closed`` (no FIN: what came is decoded), ``connection reset
+(RST) before FIN``, ``no SYN: start of stream not captured``, ``not JSON: ...``,
+``empty`` (a zero-length datagram), ``IP fragments missing: ...``.
+
+:func:`match_logged` (in :mod:`wirelab.observe.msgmatch`) compares the rebuilt
+messages with the apps' event logs (:func:`read_event_log`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wirelab.observe.l4payload import PROTO_TCP, PROTO_UDP, locate_payloads
+from wirelab.observe.msgfrag import FragmentReassembler
+from wirelab.observe.msgmatch import EventLog, canonical, match_logged, read_event_log
+from wirelab.observe.pcap.reader import PcapFormatError, PcapReader
+from wirelab.observe.tcpstream import NEW_SYN, RESET, Direction, TcpReassembler
+
+__all__ = ["RebuiltMessage", "RebuildStats", "MessageStream", "rebuild", "match_logged",
+           "read_event_log", "EventLog", "canonical", "decode_json"]
+
+TCP, UDP = "tcp", "udp"
+_V4_MAPPED = 0xFFFF00000000
+
+
+@dataclass(slots=True)
+class RebuiltMessage:
+    """One application message as the capture shows it.
+
+    ``t``: capture time (s since the epoch) of the first packet carrying the
+    message's first byte; ``t_end``: first arrival of its last byte (for UDP
+    both are the datagram's time).  ``src``/``dst``: (address, port).
+    ``message``: the decoded JSON value, None when there is none to trust;
+    ``error``: None or one line saying why.  ``bytes``: payload length.  For
+    TCP, the segments TCP hid from the app (:mod:`wirelab.observe.tcpstream`).
+    ``frame``: packet number (1-based) of the message's first packet.
+    """
+
+    t: float
+    t_end: float
+    transport: str
+    src: tuple
+    dst: tuple
+    message: Any
+    error: str | None
+    bytes: int
+    retransmitted_segments: int | None = None
+    duplicate_segments: int | None = None
+    out_of_order_segments: int | None = None
+    frame: int = 0
+
+    def to_dict(self) -> dict:
+        d = {"t": self.t, "t_end": self.t_end, "transport": self.transport, "src": list(self.src),
+             "dst": list(self.dst), "message": self.message, "error": self.error, "bytes": self.bytes}
+        if self.transport == TCP:
+            d["retransmitted_segments"] = self.retransmitted_segments
+            d["duplicate_segments"] = self.duplicate_segments
+            d["out_of_order_segments"] = self.out_of_order_segments
+        d["frame"] = self.frame
+        return d
+
+    @property
+    def error_kind(self) -> str | None:
+        """The error's first clause without its detail ("not JSON", "truncated stream")."""
+        return None if self.error is None else error_kind(self.error)
+
+
+@dataclass
+class RebuildStats:
+    """What the rebuild read and found (for summaries and the "no messages" line)."""
+
+    packets: int = 0
+    tcp_segments: int = 0       # segments with payload, SYN, FIN or RST (pure ACKs not counted)
+    tcp_connections: int = 0
+    udp_datagrams: int = 0
+    ip_fragments: int = 0
+    unattributed_fragments: int = 0
+    messages: Counter = field(default_factory=Counter)   # transport -> count
+    errors: Counter = field(default_factory=Counter)     # error kind -> count
+    retransmitted_segments: int = 0
+    duplicate_segments: int = 0
+    out_of_order_segments: int = 0
+    truncated: str | None = None
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"packets": self.packets, "tcp_segments": self.tcp_segments,
+                "tcp_connections": self.tcp_connections, "udp_datagrams": self.udp_datagrams,
+                "ip_fragments": self.ip_fragments, "unattributed_fragments": self.unattributed_fragments,
+                "messages": dict(self.messages), "errors": dict(self.errors),
+                "retransmitted_segments": self.retransmitted_segments,
+                "duplicate_segments": self.duplicate_segments,
+                "out_of_order_segments": self.out_of_order_segments,
+                "truncated": self.truncated, "warnings": list(self.warnings)}
+
+
+def error_kind(error: str) -> str:
+    """The first reason of an error without its detail: "not JSON", "truncated stream"."""
+    return error.split(";")[0].split(":")[0].split(" (")[0].strip()
+
+
+def decode_json(payload: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` or ``(None, one-line reason)`` for one message's bytes."""
+    if not payload:
+        return None, "empty"
+    try:
+        return json.loads(payload), None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        text = str(exc).splitlines()
+        return None, "not JSON: " + (text[0] if text else type(exc).__name__)
+
+
+_addr_cache: dict = {}
+
+
+def address(hi: int, lo: int) -> str:
+    """Text form of an address held as two 64-bit halves (IPv4 as ::ffff:a.b.c.d)."""
+    key = (hi, lo)
+    s = _addr_cache.get(key)
+    if s is None:
+        if hi == 0 and (lo >> 32) == 0xFFFF:
+            s = str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+        else:
+            s = str(ipaddress.IPv6Address((hi << 64) | lo))
+        if len(_addr_cache) > 100_000:
+            _addr_cache.clear()
+        _addr_cache[key] = s
+    return s
+
+
+def _reverse(key):
+    shi, slo, sp, dhi, dlo, dp = key
+    return (dhi, dlo, dp, shi, slo, sp)
+
+
+class MessageStream:
+    """Iterate over the messages of a capture as they complete; :attr:`stats` after.
+
+    Opening checks the file (``PcapFormatError``/``NotACaptureError`` at once);
+    iteration reads it once, holding one read block plus the bytes of the
+    connections still open.  Messages come in completion order (a TCP message
+    when its FIN completes it), which is capture order per connection.
+    ``progress(packets)`` is called after every batch when given.
+    """
+
+    def __init__(self, path, *, ports=None, progress=None):
+        self.path = str(path)
+        self.ports = None if ports is None else np.asarray(sorted({int(p) for p in ports}), dtype=np.int64)
+        self.progress = progress
+        self.stats = RebuildStats()
+        self._reader = PcapReader(self.path)
+
+    def __iter__(self):
+        stats = self.stats
+        tcp = TcpReassembler(_reverse)
+        frags = FragmentReassembler()
+        out: list[RebuiltMessage] = []
+        ports = None if self.ports is None else set(self.ports.tolist())
+        reader = self._reader
+        now = 0
+        for batch in reader:
+            lb = locate_payloads(batch, self.ports)
+            if len(lb):
+                now = self._rows(lb, batch.buf, tcp, out)
+            if len(lb.frag_ip):
+                buf = batch.buf
+                for at, end, fr, ts in zip(lb.frag_ip.tolist(), lb.frag_end.tolist(),
+                                           lb.frag_frame.tolist(), lb.frag_ts_ns.tolist()):
+                    frags.add(buf, at, end, fr, ts)
+                    now = max(now, ts)
+            if frags.groups:
+                frags.expire(now)
+            if frags.done:
+                self._datagrams(frags, tcp, out, ports)
+            self._collect(tcp, out)
+            tcp.purge(now)
+            stats.packets = reader.packets
+            if self.progress is not None:
+                self.progress(reader.packets)
+            if out:
+                yield from out
+                out.clear()
+        frags.finish_all()
+        self._datagrams(frags, tcp, out, ports)
+        tcp.finish_all()
+        self._collect(tcp, out)
+        stats.packets = reader.packets
+        stats.tcp_connections = tcp.connections
+        stats.ip_fragments = frags.fragments
+        stats.unattributed_fragments = frags.unattributed
+        stats.truncated = reader.truncated
+        stats.warnings = reader.warnings
+        yield from out
+
+    def _rows(self, lb, buf: bytes, tcp: TcpReassembler, out: list) -> int:
+        """Hand the TCP rows to the reassembler, turn the UDP rows into messages."""
+        stats = self.stats
+        is_tcp = lb.proto == PROTO_TCP
+        t_rows = np.nonzero(is_tcp)[0]
+        u_rows = np.nonzero(~is_tcp)[0]
+        if len(t_rows):
+            stats.tcp_segments += len(t_rows)
+            segment = tcp.segment
+            for ts, fr, shi, slo, sp, dhi, dlo, dp, sq, fl, sg, po, pl, pc in zip(*(
+                    a[t_rows].tolist() for a in (lb.ts_ns, lb.frame, lb.src_hi, lb.src_lo, lb.sport,
+                                                  lb.dst_hi, lb.dst_lo, lb.dport, lb.seq, lb.flags,
+                                                  lb.sig, lb.pay_off, lb.pay_len, lb.pay_cap))):
+                segment((shi, slo, sp, dhi, dlo, dp), sq, fl, buf[po:po + pc] if pc else b"", pl, sg, ts, fr)
+        if len(u_rows):
+            stats.udp_datagrams += len(u_rows)
+            append = out.append
+            for ts, fr, shi, slo, sp, dhi, dlo, dp, po, pl, pc in zip(*(
+                    a[u_rows].tolist() for a in (lb.ts_ns, lb.frame, lb.src_hi, lb.src_lo, lb.sport,
+                                                  lb.dst_hi, lb.dst_lo, lb.dport, lb.pay_off, lb.pay_len,
+                                                  lb.pay_cap))):
+                append(self._udp(ts, ts, fr, shi, slo, sp, dhi, dlo, dp, buf[po:po + pc], pl))
+        return int(lb.ts_ns[-1])
+
+    def _udp(self, ts, ts_end, frame, shi, slo, sp, dhi, dlo, dp, payload, wire_len, problem=None):
+        stats = self.stats
+        if problem is not None:
+            msg, err = None, problem
+        elif len(payload) < wire_len:
+            msg, err = None, f"datagram cut by the capture's snap length ({len(payload)} of {wire_len} bytes)"
+        else:
+            msg, err = decode_json(payload)
+        stats.messages[UDP] += 1
+        if err is not None:
+            stats.errors[error_kind(err)] += 1
+        return RebuiltMessage(ts / 1e9, ts_end / 1e9, UDP, (address(shi, slo), sp), (address(dhi, dlo), dp),
+                              msg, err, wire_len, frame=frame)
+
+    def _datagrams(self, frags: FragmentReassembler, tcp: TcpReassembler, out: list, ports) -> None:
+        """Whole (or given-up) fragmented datagrams: UDP to messages, TCP to the reassembler."""
+        for g in frags.done:
+            l4 = g.l4
+            if len(l4) < 8 or g.proto not in (PROTO_TCP, PROTO_UDP):
+                continue
+            sp, dp = struct.unpack_from("!HH", l4)
+            if ports is not None and sp not in ports and dp not in ports:
+                continue
+            if g.proto == PROTO_UDP:
+                self.stats.udp_datagrams += 1
+                ulen = struct.unpack_from("!H", l4, 4)[0]
+                out.append(self._udp(g.ts_first, g.ts_last, g.frame, g.src_hi, g.src_lo, sp, g.dst_hi,
+                                     g.dst_lo, dp, l4[8:ulen], max(ulen - 8, 0), g.problem))
+            elif g.problem is None and len(l4) >= 20:
+                seq, _ack, off_flags = struct.unpack_from("!IIH", l4, 4)
+                hl = (off_flags >> 12) * 4
+                self.stats.tcp_segments += 1
+                tcp.segment((g.src_hi, g.src_lo, sp, g.dst_hi, g.dst_lo, dp), seq, off_flags & 0x0FFF,
+                            l4[hl:], len(l4) - hl, 0, g.ts_first, g.frame)
+        frags.done.clear()
+
+    def _collect(self, tcp: TcpReassembler, out: list) -> None:
+        if tcp.done:
+            out.extend(self._tcp_message(d) for d in tcp.done)
+            tcp.done.clear()
+
+    def _tcp_message(self, d: Direction) -> RebuiltMessage:
+        stats = self.stats
+        reasons = []
+        gap = d.gap()
+        msg = None
+        if gap is not None:
+            cut = " (packets cut by the capture's snap length)" if d.snap_cut else ""
+            reasons.append(f"truncated stream: gap at byte {gap}{cut}")
+        elif d.ended == RESET:
+            reasons.append("connection reset (RST) before FIN")
+        elif not d.complete:
+            reasons.append("connection never closed" + (" (its 4-tuple reused by a new SYN)"
+                                                          if d.ended == NEW_SYN else ""))
+        if not d.syn:
+            reasons.append("no SYN: start of stream not captured")
+        if gap is None:
+            msg, err = decode_json(d.payload())
+            if err is not None:
+                reasons.append(err)
+        err = "; ".join(reasons) or None
+        shi, slo, sp, dhi, dlo, dp = d.key
+        stats.messages[TCP] += 1
+        stats.retransmitted_segments += d.retransmitted
+        stats.duplicate_segments += d.duplicates
+        stats.out_of_order_segments += d.out_of_order
+        if err is not None:
+            stats.errors[error_kind(err)] += 1
+        t0 = d.t0 if d.t0 is not None else d.last_ns
+        t1 = d.t_last if d.t_last is not None else t0
+        return RebuiltMessage(t0 / 1e9, t1 / 1e9, TCP, (address(shi, slo), sp), (address(dhi, dlo), dp),
+                              msg, err, d.nbytes, d.retransmitted, d.duplicates, d.out_of_order,
+                              d.frame0 or 0)
+
+
+def rebuild(path, *, ports=None, allow_truncated: bool = False) -> list[RebuiltMessage]:
+    """Every message of the capture at ``path``, sorted by ``t``.
+
+    ``ports``: only flows with either port in this set.  A capture that ends
+    inside a record (or holds a corrupt one) raises :class:`PcapFormatError`
+    after reading, unless ``allow_truncated``: messages would be missing
+    without anything in them saying so.  Use :class:`MessageStream` for the
+    statistics or to stream."""
+    stream = MessageStream(path, ports=ports)
+    out = sorted(stream, key=lambda m: (m.t, m.frame))
+    if stream.stats.truncated and not allow_truncated:
+        raise PcapFormatError(f"{stream.path}: {stream.stats.truncated}")
+    return out

@@ -71,3 +71,38 @@ def netem_expected_rates(loss=0.0, duplicate=0.0):
     predicted without loss."""
     return {"dropped": loss * (1 - duplicate),
             "duplicated": duplicate if loss == 0 else None}
+
+
+def poisson_cdf(k, mu):
+    """P[X <= k] for X ~ Poisson(mu)."""
+    if k < 0:
+        return 0.0
+    if mu <= 0:
+        return 1.0
+    term = total = math.exp(-mu)
+    if term == 0.0:   # mu large: sum in logs
+        return min(1.0, sum(math.exp(i * math.log(mu) - mu - math.lgamma(i + 1)) for i in range(k + 1)))
+    for i in range(1, k + 1):
+        term *= mu / i
+        total += term
+    return min(1.0, total)
+
+
+def poisson_interval(k, z=Z_9999):
+    """Exact (Garwood) two-sided interval for a Poisson mean from ``k`` events:
+    the means under which seeing ``k`` or fewer (more) events has probability
+    alpha/2 each, alpha the two-sided tail of ``z`` (99.99% by default).
+    Conservative for counts less dispersed than Poisson."""
+    if k < 0:
+        raise ValueError(f"poisson_interval: k={k} must not be negative")
+    alpha = math.erfc(z / math.sqrt(2))
+
+    def solve(f, lo, hi):   # f increasing in mu on [lo, hi]: bisect for f = 0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return (lo + hi) / 2
+    top = 10.0 * (k + 10)
+    lower = 0.0 if k == 0 else solve(lambda mu: (1 - poisson_cdf(k - 1, mu)) - alpha / 2, 0.0, top)
+    upper = solve(lambda mu: alpha / 2 - poisson_cdf(k, mu), 0.0, top)
+    return lower, upper

@@ -254,6 +254,7 @@ COMMANDS = {   # name: (handler, one line for the overview)
     "topo": (cmd_topo, "Mininet's CLI on a topology, cleaned up on exit; root"),
     "packet": (lambda argv, prog: importlib.import_module("wirelab.packets.cli").main(argv, prog), "scapy tools: craft, sniff, trace, handshake (root)"),
     "geolocate": (lambda argv, prog: importlib.import_module("wirelab.geo.cli").main(argv, prog), "where is an address: offline lookup in a MaxMind DB of the emulated network"),
+    "messages": (lambda argv, prog: importlib.import_module("wirelab.observe.messages_cli").main(argv, prog), "app JSON messages rebuilt from a capture; --logs compares them with app logs"),
     "completion": (cmd_completion, "print a bash completion script"),
 }
 

@@ -289,7 +289,7 @@ class MessageStream:
         gap = d.gap()
         msg = None
         if gap is not None:
-            cut = " (packets cut by the capture's snap length)" if d.snap_cut else ""
+            cut = " (packets cut by the capture's snap length)" if d.snap_cut == gap else ""
             reasons.append(f"truncated stream: gap at byte {gap}{cut}")
         elif d.ended == RESET:
             reasons.append("connection reset (RST) before FIN")

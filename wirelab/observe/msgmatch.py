@@ -115,11 +115,13 @@ def _described(key) -> dict:
     return {"transport": transport, "src": list(src), "dst": list(dst), "message": json.loads(text)}
 
 
-def match_logged(rebuilt, logged) -> dict:
+def match_logged(rebuilt, logged, *, ports=None) -> dict:
     """Compare rebuilt messages with logged send/recv events (see the module docstring).
 
     ``rebuilt``: :class:`~wirelab.observe.messages.RebuiltMessage` items;
-    ``logged``: event dicts or :class:`EventLog` objects.  Returns a dict:
+    ``logged``: event dicts or :class:`EventLog` objects; ``ports``: only the
+    events of flows with either port in this set (as the capture was read
+    with ``rebuild(..., ports=)``).  Returns a dict:
     ``ok``, ``counts`` and the lists ``matched``, ``missing_on_wire``,
     ``extra_on_wire``, ``duplicates``, ``not_received``, ``unreadable_on_wire``
     (each entry names the message and gives its counts and times)."""
@@ -131,7 +133,10 @@ def match_logged(rebuilt, logged) -> dict:
         else:
             wire[_key(m)].append(m)
     any_recv = False
+    ports = None if ports is None else {int(p) for p in ports}
     for ev in _events(logged):
+        if ports is not None and int(ev["src"][1]) not in ports and int(ev["dst"][1]) not in ports:
+            continue
         if ev.get("event") == SEND:
             sent[_key(ev)].append(ev)
         elif ev.get("event") == RECV:

@@ -59,7 +59,7 @@ class Direction:
         self.max_end = 0
         self.sigs: set = set()
         self.retransmitted = self.duplicates = self.out_of_order = 0
-        self.snap_cut = False
+        self.snap_cut: int | None = None   # first offset not captured (snap length)
         self.ended = ""
         self.last_ns = 0
 
@@ -83,9 +83,10 @@ class Direction:
         """Offset of the first missing byte, or None when nothing is missing."""
         have = len(self.data)
         limit = self.max_end if self.fin_end is None else self.fin_end
-        if self.pending or have < limit:
-            return have
-        return None
+        gap = have if self.pending or have < limit else None
+        if self.snap_cut is not None and (gap is None or self.snap_cut < gap):
+            gap = self.snap_cut
+        return gap
 
     def payload(self) -> bytes:
         return bytes(self.data if self.fin_end is None else self.data[:self.fin_end])
@@ -101,7 +102,14 @@ class Direction:
             self.max_end, self.t_last = wire_end, ts
         n = len(payload)
         if n < plen:
-            self.snap_cut = True   # the bytes not captured stay a gap
+            # Cut by the snap length: the stream is unusable from the first
+            # byte not captured, but the segment still counts where it lies
+            # in sequence space (placeholder bytes), so that the counts of
+            # what TCP hid do not turn into "everything out of order".
+            if wire_end > 0:
+                cut = max(off + n, 0)
+                self.snap_cut = cut if self.snap_cut is None else min(self.snap_cut, cut)
+            payload, n = payload + bytes(plen - n), plen
         if n == 0:
             return self.complete
         if off < 0:
@@ -163,6 +171,8 @@ class Direction:
         self.max_end += shift
         if self.fin_end is not None:
             self.fin_end += shift
+        if self.snap_cut is not None:
+            self.snap_cut += shift
         self.t0 = self.frame0 = None
         self.sigs = {(o + shift, n, s) for o, n, s in self.sigs}
 

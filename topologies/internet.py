@@ -2,8 +2,10 @@
 
     sudo mn --custom topologies/internet.py --topo internet --controller none
     sudo mn --custom topologies/internet.py --topo internet,home_hosts=3,servers=4 --controller none
+    sudo mn --custom topologies/internet.py --topo internet,home=nat,dhcp=1 --controller none
 """
 
+import ipaddress
 import os
 import sys
 
@@ -17,9 +19,10 @@ if _ROOT not in sys.path:
 
 
 from topologies import PlannedTopo, count_param  # noqa: E402
+from wirelab.errors import ConfigError  # noqa: E402
 from wirelab.net import addressing  # noqa: E402
 
-HOME_NET = addressing.network("192.168.1.0/24")     # private, routed (no NAT)
+HOME_NET = addressing.network("192.168.1.0/24")     # private: routed (home=routed) or NATed (home=nat)
 ACCESS_NET = addressing.network("100.64.0.0/30")    # isp -- hgw
 ISP_CUSTOMERS = addressing.network("100.64.0.0/10")  # what the backbone routes to isp
 CLOUD_NET = addressing.network("10.20.30.0/24")     # more specific inside UNI_AGG
@@ -31,6 +34,12 @@ CORP_NET = addressing.network("10.1.0.0/24")        # its one LAN here
 INFRA = addressing.network("172.16.0.0/16")
 FIRST_NUMBERED = 9      # home<k> is 192.168.1.(9+k), srv<k> is 10.20.30.(9+k)
 MAX_NUMBERED = HOME_NET.num_addresses - 2 - FIRST_NUMBERED   # up to .254: 245
+HOME_MODES = ("routed", "nat")
+# dhcp=1: the home router leases .100-.199 (a consumer router's usual pool), the
+# ISP leases hgw the one customer address of the access /30 (isp holds .1).
+HOME_POOL = ("192.168.1.100", "192.168.1.199")
+ACCESS_POOL = (str(ACCESS_NET.network_address + 2),) * 2
+MAX_DHCP_HOSTS = int(ipaddress.ip_address(HOME_POOL[1])) - int(ipaddress.ip_address(HOME_POOL[0])) + 1
 
 
 def infra_link(owner, index):
@@ -105,13 +114,14 @@ class InternetTopo(PlannedTopo):
     use one, and the other is there for failure and rerouting experiments.
 
     Parameters: ``home_hosts`` (default 2) and ``servers`` (default 2), each
-    1..245.
+    1..245; ``home`` and ``dhcp`` choose how the home is attached (below).
 
     Address plan (every link's first-named router is host .1):
 
     * home LAN ``homelan`` 192.168.1.0/24: hgw-eth1 .1, home<k> .(9+k).
-      Private addresses, but **there is no NAT**: all routing is static and
-      the home network is simply routed like any other prefix.
+      Private addresses, but with the default ``home=routed`` **there is no
+      NAT**: all routing is static and the home network is simply routed like
+      any other prefix (``home=nat``: see below).
     * access link isp -- hgw 100.64.0.0/30: isp-eth0 .1, hgw-eth0 .2; the
       backbone routes the ISP's whole customer block 100.64.0.0/10 to isp.
     * backbone: router bbN owns 172.16.N.0/24 and numbers its links in it as
@@ -223,6 +233,23 @@ class InternetTopo(PlannedTopo):
     via fd77:4:ac10:108::2 (bb3). traceroute -6 from home1 to srv1 crosses
     bb1 > bb3 as IPv4 does.
 
+    The home, two ways (``home=routed``, the default, is everything above):
+
+    * ``home=nat``: what an ISP really gives a home. Nobody outside the home
+      routes 192.168.1.0/24 (the lines for it are absent from isp, bb1, bb2,
+      bb3 and bb4: a packet to a home address dies at the first router that
+      has no route for it); hgw masquerades the home LAN behind its WAN
+      address 100.64.0.2 (an nftables table of the run, installed by
+      ``wirelab.services.nat``, not by the topology). IPv6 has no NAT: the
+      home /56 is not routed either, so the home LAN reaches only hgw by IPv6.
+    * ``dhcp=1`` (needs ``home=nat``): hgw-eth0 and the home hosts start
+      without addresses and without routes. The ISP's DHCP server (on
+      isp-eth0) leases hgw the access link's one customer address,
+      100.64.0.2/30, with router 100.64.0.1; hgw's (on hgw-eth1) leases the
+      home hosts 192.168.1.100-.199/24 with router 192.168.1.1, and both hand
+      out the run's DNS resolver (``wirelab.services.dhcp``; up to 100 home
+      hosts). :meth:`dhcp_plan` and :meth:`nat` give these as data.
+
     Caveat, on purpose: the sites announce aggregates larger than what they
     use and have no null route for the rest, so a packet to an unused address
     inside one (say 10.20.99.1) bounces between the site router's default and
@@ -232,19 +259,33 @@ class InternetTopo(PlannedTopo):
     topo_name = "internet"
     ipv6_block = "fd77:4::/32"
 
-    def build(self, home_hosts=2, servers=2):
+    def build(self, home_hosts=2, servers=2, home="routed", dhcp=0):
         limit = f"host numbers {FIRST_NUMBERED + 1}..254 of a /24"
         home_hosts = count_param(home_hosts, "internet: home_hosts", 1, MAX_NUMBERED, limit)
         servers = count_param(servers, "internet: servers", 1, MAX_NUMBERED, limit)
+        if home not in HOME_MODES:
+            raise ConfigError(f"internet: home must be one of {', '.join(HOME_MODES)}, not {home!r}")
+        dhcp = count_param(dhcp, "internet: dhcp", 0, 1, "0: addresses from the plan, 1: by DHCP")
+        if dhcp and home != "nat":
+            raise ConfigError("internet: dhcp=1 needs home=nat (a routed home LAN needs a route at "
+                              "the ISP via hgw's WAN address, which only DHCP gives)")
+        if dhcp and home_hosts > MAX_DHCP_HOSTS:
+            raise ConfigError(f"internet: home_hosts={home_hosts} with dhcp=1 is more than the home "
+                              f"pool {HOME_POOL[0]}-{HOME_POOL[1]} holds ({MAX_DHCP_HOSTS})")
+        self.home, self.dhcp = home, bool(dhcp)
         self.home_hosts = [f"home{k}" for k in range(1, home_hosts + 1)]
         self.servers = [f"srv{k}" for k in range(1, servers + 1)]
         home_gw = str(HOME_NET.network_address + 1)
         cloud_gw = str(CLOUD_NET.network_address + 1)
 
         for router, routes in INTERNET_ROUTES.items():
+            if home == "nat":   # nobody outside the home routes its private addresses
+                routes = [(dst, via) for dst, via in routes if dst != str(HOME_NET)]
+            if dhcp and router == "hgw":
+                routes = []     # its default route comes with its lease
             self.router(router, routes=[(dst, _addr(router, via)) for dst, via in routes])
         for name in self.home_hosts:
-            self.host(name, routes=[("default", home_gw)])
+            self.host(name, routes=[] if dhcp else [("default", home_gw)])
         for name in self.servers:
             self.host(name, routes=[("default", cloud_gw)])
         self.host("campus", routes=[("default", str(UNI_NET.network_address + 1))])
@@ -253,13 +294,63 @@ class InternetTopo(PlannedTopo):
         self.lan("cloudlan", CLOUD_NET)
 
         for a, b, net in INTERNET_LINKS:
+            if dhcp and (a, b) == ("isp", "hgw"):
+                self._unaddressed_end("isp", "hgw", net)
+                continue
             self.p2p(a, b, net)
         self.join("hgw", "homelan", 1)          # hgw-eth1
         self.join("cloudgw", "cloudlan", 1)     # cloudgw-eth1
         for k, name in enumerate(self.home_hosts, start=1):
-            self.join(name, "homelan", FIRST_NUMBERED + k)
+            if dhcp:
+                self._link(name, "homelan", None, None, "homelan")
+            else:
+                self.join(name, "homelan", FIRST_NUMBERED + k)
         for k, name in enumerate(self.servers, start=1):
             self.join(name, "cloudlan", FIRST_NUMBERED + k)
+
+    def _unaddressed_end(self, a, b, net):
+        """The link ``a`` -- ``b`` on ``net`` with only ``a``'s end addressed
+        (host 1); ``b``'s end waits for DHCP."""
+        self._seg_net[f"{a}--{b}"] = ipaddress.ip_network(net)
+        return self._link(a, b, addressing.point_to_point(net)[0], None, f"{a}--{b}")
+
+    # -- the home side, as data -------------------------------------------------------
+    def nat(self):
+        """With ``home=nat``: {"router", "outside" (WAN interface), "inside" (LAN
+        interface), "inside_net"}: hgw masquerades the home LAN behind its WAN
+        address (installed by :mod:`wirelab.services.nat`). None when routed."""
+        if self.home != "nat":
+            return None
+        return {"router": "hgw", "outside": self.interface_facing("hgw", "isp"),
+                "inside": self.interface_facing("hgw", "homelan"), "inside_net": str(HOME_NET)}
+
+    def dhcp_plan(self):
+        """With ``dhcp=1``: who leases what. {"servers": [{"node", "intf", "pool"
+        (first, last), "netmask", "router", "clients"}], "clients": {node: intf}}.
+        None with dhcp=0. (The DNS server handed out is the run's resolver.)"""
+        if not self.dhcp:
+            return None
+        isp_if, lan_if = self.interface_facing("isp", "hgw"), self.interface_facing("hgw", "homelan")
+        wan = self.interface_facing("hgw", "isp")
+        servers = [
+            {"node": "isp", "intf": isp_if, "pool": list(ACCESS_POOL),
+             "netmask": str(ACCESS_NET.netmask), "router": self.ip("isp", isp_if), "clients": ["hgw"]},
+            {"node": "hgw", "intf": lan_if, "pool": list(HOME_POOL),
+             "netmask": str(HOME_NET.netmask), "router": self.ip("hgw", lan_if),
+             "clients": list(self.home_hosts)},
+        ]
+        clients = {"hgw": wan, **{h: f"{h}-eth0" for h in self.home_hosts}}
+        return {"servers": servers, "clients": clients}
+
+    def routed_prefixes(self):
+        """What the backbone routes (its static routes and links): the emulated
+        Internet's public space. The home LAN is in it only with home=routed."""
+        nets = set()
+        for router in self.router_names():
+            if router.startswith("bb"):
+                for route in self.intended_routes(router):
+                    nets.add(ipaddress.ip_network(route["dst"]))
+        return [str(n) for n in addressing.collapse(nets)]
 
 
 topos = {"internet": InternetTopo}

@@ -53,12 +53,14 @@ import subprocess
 from wirelab.errors import ConfigError, WirelabError
 from wirelab.experiment.cases import CapturePoint
 from wirelab.proc import wait_until
-from wirelab.services.dns_zones import (default_zones, nsd_conf, resolv_conf_text, root_hints,
-                                        unbound_conf, zone_file_name, zone_text)
+from wirelab.services.dns_conf import (nsd_conf, resolv_conf_text, root_hints, unbound_conf, zone_file_name,
+                                       zone_text)
+from wirelab.services.dns_zones import default_zones
 
+# Also importable from here (loaded on first use, see __getattr__ at the end):
+# dns_workload, dns_claims, dns_plot, dns_rows, decode_dns.
 __all__ = ["DnsHierarchy", "DnsError", "default_zones", "dns_captures", "use_resolver",
-           "write_resolv_conf", "ResolvConfMount", "dns_workload", "dns_claims", "dns_plot",
-           "decode_dns", "HOST_RESOLV_CONF", "DNS_SNAPLEN"]
+           "write_resolv_conf", "ResolvConfMount", "HOST_RESOLV_CONF", "DNS_SNAPLEN"]
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 #: A daemon answers within milliseconds of starting; this covers a busy 2-core machine.
@@ -315,19 +317,14 @@ class DnsHierarchy:
                 "host_resolv_sha256": self.host_resolv_sha256}
 
 
+_LAZY = {"dns_workload": "dns_workload", "dns_claims": "dns_claims", "dns_figures": "dns_claims",
+         "dns_plot": "dns_plot", "dns_rows": "dns_plot", "decode_dns": "dns_decode"}
+
+
 def __getattr__(name):
     # The workload, claims, chart and decoder live in their own modules; they are
     # reachable from here (the interface) without importing matplotlib up front.
-    if name == "dns_workload":
-        from wirelab.services.dns_workload import dns_workload
-        return dns_workload
-    if name == "dns_claims":
-        from wirelab.services.dns_claims import dns_claims
-        return dns_claims
-    if name == "dns_plot":
-        from wirelab.services.dns_plot import dns_plot
-        return dns_plot
-    if name == "decode_dns":
-        from wirelab.services.dns_decode import decode_dns
-        return decode_dns
-    raise AttributeError(name)
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f"wirelab.services.{_LAZY[name]}"), name)

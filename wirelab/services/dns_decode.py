@@ -19,6 +19,7 @@ from wirelab.observe.pcap.decode import LINKTYPE_ETHERNET
 from wirelab.observe.pcap.reader import PcapFormatError, iter_frames
 
 DNS_PORT = 53
+DNS_HEADER_BYTES = 12    # RFC 1035 4.1.1
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
@@ -72,6 +73,8 @@ def classify(qr, rcode, aa, answer, authority):
 def decode_message(payload):
     """One DNS message (bytes) -> dict, or None when it does not parse."""
     from scapy.layers.dns import DNS, dnsqtypes
+    if len(payload) < DNS_HEADER_BYTES:     # scapy would fill in its defaults
+        return None
     try:
         m = DNS(payload)
     except Exception:   # scapy raises many kinds on garbage; a row is simply not made

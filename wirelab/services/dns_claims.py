@@ -19,6 +19,7 @@ from wirelab.services.dns_decode import decode_dns, pair
 from wirelab.services.dns_zones import Zones, absolute, lookup, resolution_chain
 
 PREFIX = "DNS: "
+TITLE = ""      # each claim's name is set from TITLES by dns_claims
 RECORD_FILE = "dns.json"
 #: unbound hands out a cached TTL as (expiry - now) in whole seconds, and the
 #: capture clock is not its clock: one second either way.
@@ -103,7 +104,7 @@ def claim_captures(c):
     problems = capture_problems(caps)
     if len(caps) != 2:
         problems.append(f"{len(caps)} of the 2 DNS captures in case.json")
-    return Claim("captures at the home host and the resolver's upstream are complete", not problems,
+    return Claim(TITLE, not problems,
                  measured=problems or {x["name"]: x.get("packets") for x in caps},
                  expected="2 captures, 0 dropped by kernel, files parse",
                  evidence="case.json captures (tcpdump counters)")
@@ -112,7 +113,7 @@ def claim_captures(c):
 def claim_resolv_conf(c):
     seen = c.rec["resolv_conf"]
     ok = seen["own_file"] and seen["nameservers"] == [c.resolver]
-    return Claim(f"{c.rec['host']} resolves through its own resolv.conf, naming the ISP's resolver", ok,
+    return Claim(TITLE, ok,
                  measured={"nameservers": seen["nameservers"], "own file": seen["own_file"]},
                  expected={"nameservers": [c.resolver], "own file": True},
                  evidence="/etc/resolv.conf read inside the host's mount namespace; its inode vs the machine's")
@@ -121,12 +122,12 @@ def claim_resolv_conf(c):
 def claim_resolver_walk(c):
     ex = c.exchange(c.rec["cold"])
     if not ex or not ex[1]:
-        return Claim("cold query: the resolver walks root -> TLD -> authoritative", False,
+        return Claim(TITLE, False,
                      measured="the cold query and its answer are not in the home capture",
                      evidence="home capture")
     walk = _walk(c.upstream_between(ex[0]["t"], ex[1]["t"]), c.name)
     want = _chain(c.zones, c.name)
-    return Claim("cold query: the resolver walks root -> TLD -> authoritative", walk == want,
+    return Claim(TITLE, walk == want,
                  measured=walk, expected=want, tolerance="exact order",
                  evidence=f"resolver's queries for {c.name} on its upstream capture while the host waited")
 
@@ -151,7 +152,7 @@ def claim_answers(c):
         got[f"cached {i + 1}"] = _a((a["messages"] or [{}])[-1], c.name)[0]
     got["dig +trace"] = _a((c.rec["trace"]["messages"] or [{}])[-1], c.name)[0]
     bad += [f"{k}: {v}" for k, v in got.items() if v != want]
-    return Claim("every answer equals the zone data", not bad, measured=bad or got,
+    return Claim(TITLE, not bad, measured=bad or got,
                  expected={"A": want, "TTL": ttl}, tolerance=f"cold TTL within {TTL_SLACK_S} s",
                  evidence="dig +yaml answers; answers in both captures; zones in dns.json")
 
@@ -161,7 +162,7 @@ def claim_cache(c):
     cold_ex = c.exchange(c.rec["cold"])
     exs = [c.exchange(a) for a in cached["answers"]]
     if cached.get("failure") or not cold_ex or len(exs) < 2 or not all(e and e[1] for e in exs):
-        return Claim("a repeated query is answered from the resolver's cache", False,
+        return Claim(TITLE, False,
                      measured=cached.get("failure") or "cached exchanges missing from the home capture",
                      evidence="dns.json cached; home capture")
     t_cold = cold_ex[1]["t"]
@@ -184,7 +185,7 @@ def claim_cache(c):
     upstream = c.upstream_between(exs[0][0]["t"], exs[-1][1]["t"])
     if upstream:
         bad.append(f"{len(upstream)} upstream queries")
-    return Claim("a repeated query is answered from the resolver's cache", not bad,
+    return Claim(TITLE, not bad,
                  measured={"ttls": [_a(cold_ex[1], c.name)[1][0]] + ttls, "upstream queries": len(upstream),
                            "problems": bad},
                  expected="TTL = cold TTL - age (counting down), 0 upstream queries",
@@ -199,7 +200,7 @@ def claim_trace(c):
     walk = _walk(direct, c.name)
     want = _chain(c.zones, c.name)
     auth_ok = bool(msgs) and "aa" in msgs[-1]["flags"]
-    return Claim("dig +trace walks root -> TLD -> authoritative", walk == want and servers == want and auth_ok,
+    return Claim(TITLE, walk == want and servers == want and auth_ok,
                  measured={"capture": walk, "dig": servers, "last aa": auth_ok}, expected=want,
                  tolerance="exact order", evidence="dig +trace +yaml; the host's non-recursive queries in its capture")
 
@@ -217,7 +218,7 @@ def claim_nxdomain(c):
         got[name] = {"status": msg.get("status"), "soa": soa, "said by": sorted(set(said))}
         if rcode != "NXDOMAIN" or msg.get("status") != "NXDOMAIN" or soa != [last[2]] or said[-1:] != [last[1]]:
             bad.append(name)
-    return Claim("unknown names are NXDOMAIN, said by the zone that would hold them",
+    return Claim(TITLE,
                  bool(got) and not bad, measured=got,
                  expected={absolute(i["name"]): resolution_chain(c.zones, i["name"])[-1][:3]
                            for i in c.rec["nxdomain"]},
@@ -229,7 +230,7 @@ def claim_traceroute(c):
     _rc, want = c.expected()
     hops = tr["hops"]
     ok = tr["resolved"] in want and hops == tr["expected"] and bool(hops)
-    return Claim(f"traceroute {c.name.rstrip('.')} resolves the name and follows the routed path", ok,
+    return Claim(TITLE, ok,
                  measured={"resolved": tr["resolved"], "hops": hops},
                  expected={"resolved": want, "hops": tr["expected"]},
                  evidence="traceroute's output; the topology plan's expected hops (recorded at run time)")
@@ -247,7 +248,7 @@ def claim_http(c):
     ok = (h.get("exit") == 0 and curl.get("http_code") == 200 and curl.get("remote_ip") in want
           and body.get("node") == c.zones.web.get(c.name) and body.get("host") == c.name.rstrip(".")
           and syn_after_answer)
-    return Claim(f"curl http://{c.name.rstrip('.')}/ reaches the named host", ok,
+    return Claim(TITLE, ok,
                  measured={"http": curl.get("http_code"), "remote_ip": curl.get("remote_ip"),
                            "served by": body.get("node"), "Host": body.get("host"),
                            "connect after answer": syn_after_answer},
@@ -278,7 +279,7 @@ def claim_inside(c):
     sha = c.rec["machine_resolv_sha256"]
     outside = sorted(ends - lab)
     ok = not outside and bool(ends) and sha.get("before") and sha.get("before") == sha.get("after")
-    return Claim("no DNS message leaves the lab; the machine's /etc/resolv.conf is unchanged", bool(ok),
+    return Claim(TITLE, bool(ok),
                  measured={"DNS servers seen": sorted(ends), "outside the lab": outside,
                            "machine resolv.conf unchanged": sha.get("before") == sha.get("after")},
                  expected={"DNS servers": sorted(lab)},
@@ -287,8 +288,17 @@ def claim_inside(c):
 
 CLAIMS = (claim_captures, claim_resolv_conf, claim_resolver_walk, claim_answers, claim_cache,
           claim_trace, claim_nxdomain, claim_traceroute, claim_http, claim_inside)
-TITLES = ("captures complete", "own resolv.conf", "resolver walks the tree", "answers = zone data",
-          "cache", "dig +trace", "NXDOMAIN", "traceroute by name", "curl by name", "stays inside the lab")
+# Stable names, whatever the outcome (a failed claim is found by its name).
+TITLES = ("captures at the home host and the resolver's upstream are complete",
+          "the home host resolves through its own resolv.conf, naming the ISP's resolver",
+          "cold query: the resolver walks root -> TLD -> authoritative",
+          "every answer equals the zone data",
+          "a repeated query is answered from the resolver's cache, the TTL counting down",
+          "dig +trace from the home host walks root -> TLD -> authoritative",
+          "unknown names are NXDOMAIN, said by the zone that would hold them",
+          "traceroute by name resolves it and follows the routed path",
+          "curl http://NAME/ reaches the host the name is given to",
+          "no DNS message leaves the lab; the machine's /etc/resolv.conf is unchanged")
 
 
 def dns_claims(ev, case_name, prefix=PREFIX):
@@ -305,7 +315,7 @@ def dns_claims(ev, case_name, prefix=PREFIX):
         except (WirelabError, KeyError, TypeError, ValueError, IndexError, AttributeError, OSError) as exc:
             claim = Claim(title, False, measured=f"evidence unreadable: {type(exc).__name__}: {exc}",
                           evidence=fn.__doc__ or title)
-        out.append(dataclasses.replace(claim, name=prefix + claim.name))
+        out.append(dataclasses.replace(claim, name=prefix + title))
     errors = c.rec.get("errors") or []
     if errors:   # a step that failed is named in every claim that lacks its data
         out = [dataclasses.replace(x, evidence=x.evidence + f"; workload errors: {errors}") if not x.ok else x

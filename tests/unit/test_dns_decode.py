@@ -8,7 +8,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from wirelab.observe.pcap.reader import PcapFormatError
-from wirelab.services.dns_decode import classify, decode_dns, decode_message, pair, summary
+from wirelab.services.dns_decode import TruncatedDnsError, classify, decode_dns, decode_message, pair, summary
 
 HOME, RES, OUT, ROOT, TLD, AUTH = "192.168.1.10", "100.64.0.1", "172.16.1.2", "10.20.1.2", "10.1.0.2", "10.20.30.10"
 
@@ -118,3 +118,18 @@ def test_a_capture_of_another_link_type_is_one_clear_error(tmp_path):
     wrpcap(path, [IP(src=HOME, dst=RES) / UDP(sport=1, dport=53) / q("a.", 1)], linktype=101)
     with pytest.raises(PcapFormatError, match="expected Ethernet"):
         decode_dns(path)
+
+
+def test_a_capture_that_cut_messages_short_is_one_clear_error(tmp_path, walk_pcap):
+    """tcpdump -s 80 keeps 80 bytes of a frame: a referral with glue no longer fits."""
+    import struct
+    from scapy.utils import rdpcap
+    cut = tmp_path / "cut.pcap"
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 80, 1)        # classic pcap, Ethernet
+    for p in rdpcap(walk_pcap):
+        raw = bytes(p)
+        out += struct.pack("<IIII", int(p.time), 0, min(len(raw), 80), len(raw)) + raw[:80]
+    cut.write_bytes(out)
+    with pytest.raises(TruncatedDnsError, match="snaplen 0") as err:
+        decode_dns(str(cut))
+    assert "\n" not in str(err.value)

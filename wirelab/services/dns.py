@@ -45,6 +45,7 @@ decoder in :mod:`~wirelab.services.dns_decode`, claims and the sequence chart
 in :mod:`~wirelab.services.dns_claims` and :mod:`~wirelab.services.dns_plot`.
 """
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -209,12 +210,18 @@ class DnsHierarchy:
                 self._start_nsd(server)
             self._start_unbound()
         except BaseException:
-            self.close()
+            with contextlib.suppress(DnsError):   # the start's own error is the one to see
+                self.close()
             raise
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.close()
+        except DnsError as err:
+            if exc is None:
+                raise
+            self.log(str(err))      # the body's own exception is the one to see
         return False
 
     def close(self):

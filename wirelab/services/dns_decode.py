@@ -18,6 +18,11 @@ import ipaddress
 from wirelab.observe.pcap.decode import LINKTYPE_ETHERNET
 from wirelab.observe.pcap.reader import PcapFormatError, iter_frames
 
+
+class TruncatedDnsError(PcapFormatError):
+    """A capture cut DNS messages short (a snaplen below the message size)."""
+
+
 DNS_PORT = 53
 DNS_HEADER_BYTES = 12    # RFC 1035 4.1.1
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -108,6 +113,10 @@ def decode_dns(pcap):
             continue
         payload = bytes(seg.data)
         proto = "udp" if ip.p == dpkt.ip.IP_PROTO_UDP else "tcp"
+        if proto == "udp" and seg.ulen - 8 > len(payload):
+            raise TruncatedDnsError(
+                f"{pcap}: a DNS message cut at {len(payload)} of {seg.ulen - 8} bytes: the capture kept "
+                f"too little of each packet (DNS captures need whole packets: snaplen 0)")
         if proto == "tcp":      # a 2-byte length, then the message (RFC 1035 4.2.2)
             if len(payload) < 2 or int.from_bytes(payload[:2], "big") != len(payload) - 2:
                 continue

@@ -93,6 +93,8 @@ def test_cached_answer_has_a_lower_ttl_than_the_cold_one(live):
     assert cold[4] == last[4] == "10.20.30.10"
     assert cold[1] == 300 and last[1] < cold[1]
     assert [m["status"] for n in rec["nxdomain"] for m in n["messages"]] == ["NXDOMAIN", "NXDOMAIN"]
+    # the kernels' next hops (what the traceroute claim compares with) are the plan's path
+    assert rec["traceroute"]["expected"] == InternetTopo().expected_traceroute("home1", "10.20.30.10")
 
 
 def test_the_mount_was_home1s_only_and_nothing_is_left(live):

@@ -233,7 +233,7 @@ def claim_traceroute(c):
     return Claim(TITLE, ok,
                  measured={"resolved": tr["resolved"], "hops": hops},
                  expected={"resolved": want, "hops": tr["expected"]},
-                 evidence="traceroute's output; the topology plan's expected hops (recorded at run time)")
+                 evidence="traceroute's output; the next hop each node's kernel chose (RTM_GETROUTE, at run time)")
 
 
 def claim_http(c):

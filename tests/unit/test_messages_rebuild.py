@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wirelab.observe import messages
 from wirelab.observe import msgsynth as S
 from wirelab.observe.messages import (MessageStream, PcapFormatError, match_logged, read_event_log,
                                       rebuild)
@@ -18,6 +19,13 @@ C, SV = ("10.1.0.2", 41234), ("10.1.0.11", 6000)
 C6, SV6 = ("fd77:2::2", 41234), ("fd77:2::11", 6000)
 REQ = json.dumps({"type": "map", "task": 7, "input": "a" * 2600}).encode()   # 3 segments of 1000
 RESP = json.dumps({"type": "result", "task": 7, "words": 412}).encode()
+
+
+@pytest.fixture(autouse=True, params=["vectorised", "per-segment"])
+def clean_path(request, monkeypatch):
+    """Every test twice: clean streams rebuilt in one step (tcpfast) from the first
+    TCP row, and every segment through tcpstream."""
+    monkeypatch.setattr(messages, "CLEAN_MIN_ROWS", 1 if request.param == "vectorised" else 1 << 62)
 
 
 def write(tmp_path, pkts, name="c.pcap", **kw):
@@ -359,3 +367,48 @@ def test_committed_captures_agree_with_the_tcp_analysis(name):
     injected = GOLDEN["injected"].get(f"{name}.pcap", {})
     assert msg.duplicate_segments == injected.get("duplicated_data_segments", 0)
     assert msg.out_of_order_segments == injected.get("swapped_pairs", 0)
+
+
+def test_vectorised_and_per_segment_paths_agree(tmp_path, monkeypatch):
+    """A mixed capture (clean and impaired connections, reused 4-tuples, RST, UDP):
+    the same messages, field for field, whichever path rebuilds the clean ones."""
+    import random
+    rng = random.Random(7)
+    pkts, t = [], 1_700_000_000_000_000_000
+    for i in range(60):
+        req = json.dumps({"type": "task", "id": i, "pad": "x" * rng.randint(0, 3000)}).encode()
+        conn = S.tcp_connection((f"10.1.0.{i % 3 + 2}", 40000 + i % 7), SV, req, b'{"ok": true}',
+                                isn_c=rng.getrandbits(32), isn_s=rng.getrandbits(32), t0=t, step=30_000)
+        kind = i % 5
+        if kind == 1:     # a copy of a data segment
+            conn.insert(4, conn[3])
+        elif kind == 2:   # a reset instead of the server's FIN
+            conn[-2] = (conn[-2][0], S.tcp_packet(SV[0], f"10.1.0.{i % 3 + 2}", SV[1], 40000 + i % 7,
+                                                  0, 0, S.RST), "rst")
+        pkts += conn
+        pkts.append((t + 7, S.udp_packet("10.1.0.9", SV[0], 5000, 7000, b'{"hb": %d}' % i), ""))
+        t += rng.randint(10_000, 400_000)   # connections overlap
+    pkts.sort(key=lambda p: p[0])
+    path = write(tmp_path, pkts)
+    calls = []
+    real = messages.split_clean
+    monkeypatch.setattr(messages, "split_clean", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(messages, "CLEAN_MIN_ROWS", 1)
+    fast = [m.to_dict() for m in rebuild(path)]
+    assert calls
+    monkeypatch.setattr(messages, "CLEAN_MIN_ROWS", 1 << 62)
+    slow = [m.to_dict() for m in rebuild(path)]
+    assert fast == slow and len(fast) == 60 * 3
+    assert sum(m.get("duplicate_segments", 0) for m in fast) == 12
+    assert sum(1 for m in fast if m["error"] == "connection reset (RST) before FIN") == 12
+
+
+@pytest.mark.parametrize("raw,value,error", [
+    (b'{"a": 1}\n', {"a": 1}, None), (b' \t{"a": 1}', {"a": 1}, None),
+    ('{"a": "\u00e9"}'.encode("utf-16"), {"a": "\u00e9"}, None), (b'\xef\xbb\xbf[1]', [1], None),
+    (b'{"a": 1}\x0b', None, "not JSON: Extra data: line 1 column 9 (char 8)"),
+    (b'{"a": 1}{"b": 2}', None, "not JSON: Extra data: line 1 column 9 (char 8)"),
+    (b"\xff\xfe\xfd", None, "not JSON: 'utf-16-le' codec can't decode byte 0xfd in position 2: truncated data"),
+    (b"", None, "empty")])
+def test_decode_json(raw, value, error):
+    assert messages.decode_json(raw) == (value, error)

@@ -17,7 +17,7 @@ class FakeTestbed:
     """Records what would run where; ``node`` objects carry a pid like Mininet's."""
 
     def __init__(self, pid):
-        self.node = types.SimpleNamespace(name="home1", pid=pid, shell=object())
+        self.node = types.SimpleNamespace(name="home1", pid=pid, shell=types.SimpleNamespace(poll=lambda: None))
         self.ran = []
         self.cleanups = []
 

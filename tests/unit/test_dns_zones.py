@@ -155,6 +155,10 @@ def test_configs_name_only_run_files_and_the_labs_root(zones, tmp_path):
     assert 'module-config: "iterator"' in ub          # no validator: DNSSEC validation off
     assert "interface: 100.64.0.1" in ub and "outgoing-interface: 172.16.1.2" in ub
     assert "qname-minimisation: no" in ub
+    # unbound-control only on the node's own loopback, without certificates
+    control = ub[ub.index("remote-control:"):].splitlines()
+    assert control[1:] == ["    control-enable: yes", "    control-interface: 127.0.0.1",
+                           "    control-port: 8953", "    control-use-cert: no"]
     assert dns_conf.root_hints(zones).split("\n")[1:3] == [
         ".\t3600\tIN\tNS\ta.root-servers.net.", "a.root-servers.net.\t3600\tIN\tA\t10.20.1.2"]
     with pytest.raises(ConfigError):

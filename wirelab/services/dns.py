@@ -145,7 +145,8 @@ class ResolvConfMount:
         if not self.mounted:
             return
         self.mounted = False
-        if self.node.shell is None:     # the node is gone, and its namespace with it
+        shell = getattr(self.node, "shell", None)
+        if shell is None or shell.poll() is not None:   # the node is gone, its namespace with it
             return
         self.tb.run(self.node, umount_argv(), timeout=10)
 
@@ -309,6 +310,16 @@ class DnsHierarchy:
                                          klass="CH", authoritative=False))
         self.log(f"dns: unbound resolver on {z.resolver_node} {z.resolver_ip} (upstream from "
                  f"{z.resolver_out_ip})")
+
+    def flush_cache(self):
+        """Empty the resolver's cache (``unbound-control reload``, run in the
+        resolver's node against its own loopback), so a query is cold again."""
+        conf = os.path.join(self.workdir("resolver"), "unbound.conf")
+        done = self.tb.run(self.zones.resolver_node, ["unbound-control", "-c", conf, "reload"],
+                           timeout=10, check=False)
+        if done.returncode != 0 or "ok" not in done.stdout:
+            raise DnsError(f"dns: unbound-control reload exited {done.returncode}: "
+                           f"{(done.stdout + done.stderr).strip()[-200:]}")
 
     # -- hosts --
     def use_resolver(self, node, ip=None, search=()):

@@ -11,6 +11,8 @@ import ipaddress
 from wirelab.errors import ConfigError
 from wirelab.services.dns_zones import DELEGATION_TTL, absolute
 
+UNBOUND_CONTROL_PORT = 8953     # unbound's default
+
 
 def zone_text(zone):
     """The master file of ``zone``: absolute names, one record a line."""
@@ -101,7 +103,10 @@ def unbound_conf(zones, workdir, qname_minimisation=False):
         "    access-control: 0.0.0.0/0 refuse",
     ]
     lines += [f"    access-control: {c} allow" for c in zones.clients]
-    lines += ["remote-control:", "    control-enable: no"]
+    # unbound-control (cache flush between cases) on the resolver node's own
+    # loopback: each node has its own, so nothing outside the node reaches it.
+    lines += ["remote-control:", "    control-enable: yes", "    control-interface: 127.0.0.1",
+              f"    control-port: {UNBOUND_CONTROL_PORT}", "    control-use-cert: no"]
     return "\n".join(lines) + "\n"
 
 

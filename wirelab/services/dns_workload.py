@@ -219,6 +219,8 @@ def dns_workload(tb, dns, host, folder, name=DEFAULT_NAME, unknown=UNKNOWN_NAMES
             dns.use_resolver(host)
             seen = resolv_conf_seen(tb, dns, host)
         rec["resolv_conf"] = seen
+        step = "flush"
+        dns.flush_cache()       # cold means cold, also in a second case of the run
         step = "cold"
         rec["cold"] = dig(tb, host, [name])
         cold_ttls = a_records((rec["cold"]["messages"] or [None])[0], name)[1]

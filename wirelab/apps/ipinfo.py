@@ -113,12 +113,14 @@ def make_handler(db, public, out, out_lock):
                 if 1 <= parties <= MAX_TOGETHER:
                     together = barriers.wait(query.get("group", ["default"])[0], parties)
             status, body, ctype, answer = self.route(url.path, peer_ip)
-            self._send(status, body, ctype)
+            # Logged before the answer leaves: once a client has its answer,
+            # the server's line for it is already written.
             with out_lock:
                 out.write(json.dumps({"t": started, "peer_ip": peer_ip, "peer_port": peer_port,
                                       "path": self.path, "status": status, "answer": answer,
                                       "together": together}) + "\n")
                 out.flush()
+            self._send(status, body, ctype)
 
         def route(self, path, peer_ip):
             parts = [p for p in path.split("/") if p]

@@ -46,6 +46,8 @@ APT_PACKAGES=(
     make
     nsd unbound        # DNS inside the emulated Internet (root/TLD/authoritative, resolver)
     bind9-dnsutils curl  # dig, and fetching by name (wirelab/services/dns.py)
+    dnsmasq-base       # DHCP servers in the namespaces (the binary only: no system service)
+    isc-dhcp-client    # dhclient, run with wirelab's own hook (wirelab/services/dhcp.py)
 )
 # Daemons whose packages start a system service on install (listening on the
 # machine's real interfaces): the project runs its own instances inside

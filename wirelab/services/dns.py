@@ -304,10 +304,7 @@ class DnsHierarchy:
                                  "unbound.conf": unbound_conf(z, work, self.qname_minimisation)})
         self._start("resolver", z.resolver_node,
                     ["unbound", "-d", "-c", os.path.join(work, "unbound.conf")], "unbound resolver")
-        # version.server CH TXT is answered by unbound itself: nothing goes upstream.
-        self._await("resolver", z.resolver_node, f"unbound on {z.resolver_node} to answer",
-                    lambda: self._dig_ok(z.resolver_node, z.resolver_ip, "version.server", "TXT",
-                                         klass="CH", authoritative=False))
+        self._await_resolver("answer")
         self.log(f"dns: unbound resolver on {z.resolver_node} {z.resolver_ip} (upstream from "
                  f"{z.resolver_out_ip})")
 
@@ -320,6 +317,14 @@ class DnsHierarchy:
         if done.returncode != 0 or "ok" not in done.stdout:
             raise DnsError(f"dns: unbound-control reload exited {done.returncode}: "
                            f"{(done.stdout + done.stderr).strip()[-200:]}")
+        self._await_resolver("answer after its reload")
+
+    def _await_resolver(self, what):
+        # version.server CH TXT is answered by unbound itself: nothing goes upstream.
+        z = self.zones
+        self._await("resolver", z.resolver_node, f"unbound on {z.resolver_node} to {what}",
+                    lambda: self._dig_ok(z.resolver_node, z.resolver_ip, "version.server", "TXT",
+                                         klass="CH", authoritative=False))
 
     # -- hosts --
     def use_resolver(self, node, ip=None, search=()):

@@ -140,7 +140,11 @@ def cache_test(tb, host, name, cold_ttl, deadline=CACHE_DEADLINE_S):
 
 
 def traceroute_by_name(tb, host, name, folder):
-    argv = ["traceroute", "-4", "-n", "-q", "1", "-w", str(TRACEROUTE_WAIT_S),
+    # -N 1: one probe at a time, so none is sent past the destination. With the
+    # default 16 at once, every probe with a TTL beyond it draws a port
+    # unreachable from the host, whose kernel rate-limits those per peer (a
+    # burst of 6, then 1/s): a second traceroute a second later finds no token left.
+    argv = ["traceroute", "-4", "-n", "-N", "1", "-q", "1", "-w", str(TRACEROUTE_WAIT_S),
             "-m", str(TRACEROUTE_MAX_TTL), name.rstrip(".")]
     done = tb.run(host, argv, timeout=TRACEROUTE_MAX_TTL * TRACEROUTE_WAIT_S + 10, check=False)
     with open(os.path.join(folder, "dns-traceroute.txt"), "w") as f:

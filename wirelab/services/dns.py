@@ -39,10 +39,30 @@ bind-mounted over /etc/resolv.conf *inside that node's mount namespace* only
 machine's own /etc/resolv.conf is never written; its SHA-256 is recorded on
 entry and compared on exit.
 
-Split: the data and the daemons' files in :mod:`~wirelab.services.dns_zones`
-(pure), the workload in :mod:`~wirelab.services.dns_workload`, the message
-decoder in :mod:`~wirelab.services.dns_decode`, claims and the sequence chart
-in :mod:`~wirelab.services.dns_claims` and :mod:`~wirelab.services.dns_plot`.
+The home router does not forward DNS here: the ISP's resolver address is what
+a home host is given (by DHCP, ``wirelab.services.dhcp``, or :meth:`DnsHierarchy.use_resolver`).
+The resolver asks every server the full name (QNAME minimisation off, as in the
+lecture's picture) and fetches no server address it was not given as glue.
+Its cache is emptied (``unbound-control reload``, on the resolver node's own
+loopback) at the start of each workload, so every case's first query is cold.
+
+Interface (an experiment's case)::
+
+    DnsHierarchy(tb, run_dir, zones=None, qname_minimisation=False)   # context manager
+        .resolver_ip  .zones  .use_resolver(node, ip=None)  .flush_cache()  .describe()
+    dns_captures(topo, host="home1") -> [CapturePoint]   # case snaplen=DNS_SNAPLEN (whole packets)
+    dns_workload(tb, dns, host, folder) -> dict          # also folder/dns.json
+    dns_claims(ev, case_name) -> [Claim] (10)            dns_figures(ev, case_name) -> dict
+    dns_plot(ev, case_name) -> png path (+ dns-messages.md)   dns_rows(ev, case_name) -> [row]
+    decode_dns(pcap) -> [row]                            use_resolver(tb, node, nameservers, run_dir)
+    write_resolv_conf(path, nameservers, node=None)      # a run file, never /etc/resolv.conf
+
+Split: the data in :mod:`~wirelab.services.dns_zones` and the daemons' files
+in :mod:`~wirelab.services.dns_conf` (pure), the workload in
+:mod:`~wirelab.services.dns_workload` (its HTTP server
+:mod:`~wirelab.services.dns_web`), the message decoder in
+:mod:`~wirelab.services.dns_decode`, claims and the sequence chart in
+:mod:`~wirelab.services.dns_claims` and :mod:`~wirelab.services.dns_plot`.
 """
 
 import contextlib

@@ -12,6 +12,8 @@ From the case folder only (the two captures and ``dns.json``):
   ``dns-messages.md`` beside it, for a person and for the report.
 """
 
+import textwrap
+
 from wirelab.services.dns_claims import Ctx
 from wirelab.services.dns_decode import summary
 
@@ -29,7 +31,8 @@ def lanes(c):
     for s in z.servers:
         served = " ".join(x.origin for x in z.zones_of(s.key))
         role = {"root": "root", "tld": "TLD", "auth": "auth"}.get(s.role, s.role)
-        out.append((f"{role} {served}\n{s.node} {s.ip}", {s.ip}))
+        # zones wrapped: a TLD server's list would run into the next lane's label
+        out.append((f"{role} {textwrap.fill(served, 18)}\n{s.node} {s.ip}", {s.ip}))
     index = {ip: i for i, (_label, ips) in enumerate(out) for ip in ips}
     return out, index
 
@@ -94,7 +97,7 @@ def _panel(ax, c, events, title, split=None, split_label=""):
     events = events[:MAX_ARROWS]
     for i, (label, _ips) in enumerate(lane_list):
         ax.plot([i, i], [0, len(events) + 1], color="0.6", lw=1, zorder=1)
-        ax.text(i, -0.3, label, ha="center", va="bottom", fontsize=7)
+        ax.text(i, -0.3, label, ha="center", va="bottom", fontsize=6.5)
     t0 = events[0]["t"] if events else 0.0
     colours = {"query": "tab:blue", "referral": "tab:orange", "answer": "tab:green",
                "nxdomain": "tab:red", "nodata": "tab:purple", "error": "tab:red"}
@@ -113,7 +116,7 @@ def _panel(ax, c, events, title, split=None, split_label=""):
         ax.axhline(split + 0.5, color="0.3", ls="--", lw=0.8)
         ax.text(n - 0.5, split + 0.55, split_label, ha="right", va="top", fontsize=7, color="0.3")
     ax.set_xlim(-1.2, n - 0.5)
-    ax.set_ylim(len(events) + 1, -1.2)
+    ax.set_ylim(len(events) + 1, -1.8)
     ax.axis("off")
     ax.set_title(title, fontsize=9)
 

@@ -163,7 +163,9 @@ class ClientConfig:
     intf: str
     timeout_s: int = 10          # dhclient's "timeout": how long it tries before giving up
     initial_interval_s: int = 1  # first retransmission; dhclient doubles it up to backoff_cutoff
-    backoff_cutoff_s: int = 1
+    # Past the cutoff dhclient waits cutoff/2 + random() % cutoff (integers): with
+    # a cutoff of 1 that is 0 s, and it sends every message twice at once.
+    backoff_cutoff_s: int = 2
     once: bool = False
 
     def __post_init__(self):
@@ -186,12 +188,13 @@ def dhclient_conf(cfg):
         ""])
 
 
-def client_paths(out_dir, workdir, node):
-    """Where a client's files go: evidence under ``out_dir``, live files in ``workdir``."""
-    ev = os.path.join(out_dir, node)
+def client_paths(out_dir, workdir, name):
+    """Where a client's files go: evidence in ``out_dir/<name>``, live files in
+    ``workdir`` (``name``: the node, or the node and a tag for a second client)."""
+    ev = os.path.join(out_dir, name)
     return {"dir": ev, "conf": os.path.join(ev, "dhclient.conf"), "events": os.path.join(ev, "events.jsonl"),
             "resolv": os.path.join(ev, "resolv.conf"), "log": os.path.join(ev, "dhclient.log"),
-            "leases": os.path.join(workdir, f"{node}.leases"), "pid": os.path.join(workdir, f"{node}.pid")}
+            "leases": os.path.join(workdir, f"{name}.leases"), "pid": os.path.join(workdir, f"{name}.pid")}
 
 
 def dhclient_argv(cfg, paths):
@@ -281,9 +284,10 @@ class DhcpServer(_Daemon):
 
 
 class DhcpClient(_Daemon):
-    def __init__(self, tb, cfg, workdir, out_dir):
+    def __init__(self, tb, cfg, workdir, out_dir, name=None):
         self.cfg = cfg
-        self.paths = client_paths(out_dir, workdir, cfg.node)
+        self.name = name or cfg.node
+        self.paths = client_paths(out_dir, workdir, self.name)
         os.makedirs(self.paths["dir"], exist_ok=True)
         with open(self.paths["conf"], "w") as f:
             f.write(dhclient_conf(cfg))
@@ -356,7 +360,7 @@ class DhcpService:
         seconds, events}; ``deadline_s`` bounds it (it gives up after its timeout)."""
         if not cfg.once:
             raise ConfigError("dhcp: once() needs ClientConfig(once=True)")
-        cli = DhcpClient(self.tb, cfg, self.workdir, self.out_dir)
+        cli = DhcpClient(self.tb, cfg, self.workdir, self.out_dir, name=f"{cfg.node}-once")
         started = time.monotonic()
         try:
             wait_until(lambda: not cli.proc.running(), deadline_s,
@@ -367,7 +371,7 @@ class DhcpService:
         code = cli.stop()
         lines = [line for line in cli.reader.lines if line.strip()]
         return {"exit_code": code, "last_line": lines[-1] if lines else "", "seconds": round(seconds, 3),
-                "events": cli.events(), "argv": cli.argv}
+                "lines": lines, "events": cli.events(), "argv": cli.argv, "config": dataclasses.asdict(cfg)}
 
     def close(self):
         """Stop clients, then servers (their lease files saved), remove the work folder."""

@@ -192,6 +192,7 @@ class TcpReassembler:
         self.done: list[Direction] = []
         self.connections = 0
         self.segments = 0
+        self._purge_at = TOMBSTONE_PURGE_AT
 
     def _new(self, key, base: int, syn: bool) -> Direction:
         d = Direction(key, base, syn)
@@ -244,11 +245,15 @@ class TcpReassembler:
             self._finish(d, FIN_COMPLETE)
 
     def purge(self, now_ns: int) -> None:
-        """Forget finished directions idle for TOMBSTONE_NS (bounded memory)."""
-        if len(self.closed) < TOMBSTONE_PURGE_AT:
+        """Forget finished directions idle for TOMBSTONE_NS (bounded memory).
+
+        A pass is due when the table has doubled since the last one, so that
+        its cost stays proportional to the directions finished."""
+        if len(self.closed) < self._purge_at:
             return
         cut = now_ns - TOMBSTONE_NS
         self.closed = {k: v for k, v in self.closed.items() if v[2] >= cut}
+        self._purge_at = max(TOMBSTONE_PURGE_AT, 2 * len(self.closed))
 
     def finish_all(self) -> None:
         for d in list(self.open.values()):

@@ -412,3 +412,17 @@ def test_vectorised_and_per_segment_paths_agree(tmp_path, monkeypatch):
     (b"", None, "empty")])
 def test_decode_json(raw, value, error):
     assert messages.decode_json(raw) == (value, error)
+
+
+def test_peer_reset_before_the_fin(tmp_path):
+    """The server resets while the client's request is still open: the request
+    was cut off, whichever path rebuilds it; one connection is counted."""
+    pkts = S.tcp_connection(C, SV, REQ, RESP)
+    tags = by_tag(pkts)
+    rst = (0, S.tcp_packet(SV[0], C[0], SV[1], C[1], 5001, 0, S.RST), "rst")
+    order = [p for p in pkts if not p[2].startswith(("s2c", "ack:s2c", "fin:s", "ack:fin"))]
+    order.insert(order.index(tags["fin:c"]), rst)
+    stream = MessageStream(write(tmp_path, retimed(order)))
+    (req,) = list(stream)
+    assert req.error == "connection reset (RST) before FIN" and req.message == json.loads(REQ)
+    assert stream.stats.tcp_connections == 1

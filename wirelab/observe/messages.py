@@ -333,10 +333,11 @@ class MessageStream:
         ep_get = _endpoint_cache.get
         stats = self.stats
         decoded = 0
+        reset = cg.reset
         for key, isn, opener, a, b, start, stop, total, t_fin in zip(
                 cg.keys, cg.isn, cg.opener, cg.first, cg.last, cg.start, cg.stop, cg.total, cg.t_fin):
             tomb = closed.get(key)
-            if key in opened or (tomb is not None and tomb[3] == isn):
+            if key in opened or (tomb is not None and tomb[3] == isn) or key in reset:
                 refused.append(rows[start:stop])
                 continue
             closed[key] = ((isn + 1) & M32, total, t_fin, isn)

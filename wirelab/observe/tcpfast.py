@@ -45,7 +45,10 @@ class CleanGroups:
     stop: list
     total: list
     t_fin: list
-    rows: np.ndarray     # L4Batch rows of clean groups, grouped, capture order in a group
+    rows: np.ndarray
+    # Directions whose peer sent an RST in this batch: not clean after all
+    # (the segment-by-segment path decides whether the RST came before the FIN).
+    reset: set     # L4Batch rows of clean groups, grouped, capture order in a group
 
 
 def _key_columns(lb, rows):
@@ -93,6 +96,9 @@ def split_clean(lb, rows: np.ndarray):
         isn=sq[gs].tolist(), opener=((f[gs] & ACK) == 0).tolist(),
         first=(base + 1).tolist(), last=data_end.tolist(), start=base.tolist(),
         stop=(base + sizes[good]).tolist(), total=totals.tolist(),
-        t_fin=lb.ts_ns[s[ge - 1]].tolist(), rows=s[row_good],
+        t_fin=lb.ts_ns[s[ge - 1]].tolist(), rows=s[row_good], reset=set(),
     )
+    rst = np.flatnonzero((f & RST) != 0)
+    if len(rst):
+        clean.reset = set(zip(*(c[rst].tolist() for c in scols[3:] + scols[:3])))
     return clean, other

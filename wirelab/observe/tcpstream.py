@@ -26,7 +26,7 @@ recognised and dropped instead of starting a phantom stream.
 
 from __future__ import annotations
 
-from wirelab.observe.pcap.tcpflags import FIN, RST, SYN
+from wirelab.observe.pcap.tcpflags import ACK, FIN, RST, SYN
 
 M32 = 0xFFFFFFFF
 WRAP = 1 << 32
@@ -194,10 +194,12 @@ class TcpReassembler:
         self.segments = 0
         self._purge_at = TOMBSTONE_PURGE_AT
 
-    def _new(self, key, base: int, syn: bool) -> Direction:
+    def _new(self, key, base: int, syn: bool, opener: bool = False) -> Direction:
         d = Direction(key, base, syn)
         self.open[key] = d
-        if self.reverse(key) not in self.open:
+        # A connection is counted at its SYN without ACK, or, when no SYN was
+        # captured, at the first of its directions seen.
+        if opener or (not syn and self.reverse(key) not in self.open):
             self.connections += 1
         return d
 
@@ -221,7 +223,7 @@ class TcpReassembler:
                 if tomb is not None and tomb[3] == seq:
                     return   # a late copy of a finished connection's SYN
                 self.closed.pop(key, None)
-                d = self._new(key, (seq + 1) & M32, True)
+                d = self._new(key, (seq + 1) & M32, True, not flags & ACK)
         elif flags & RST:
             for k in (key, self.reverse(key)):
                 other = self.open.get(k)

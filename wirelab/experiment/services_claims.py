@@ -131,6 +131,16 @@ def claim_dora(ev):
                        unit="clients")
 
 
+def _acks(ev):
+    """{client: the first ACK sent to it (its DORA's), or None}, found by MAC
+    alone: the claims about the lease do not depend on the exchange's order."""
+    macs, links, out = ev.run["network"]["macs"], _client_link(ev), {}
+    for node, mac in macs.items():
+        out[node] = next((m for m in _messages(ev, DORA, links[node])
+                          if m.chaddr == mac.lower() and m.kind == "ACK" and m.op == 2), None)
+    return out
+
+
 def _server_of(ev, node):
     servers = _workload(ev, DORA)["servers"]
     return servers["isp"] if node == "hgw" else servers["hgw"]
@@ -148,8 +158,8 @@ T_POOLS = "dhcp/dora: every lease is inside its server's pool, no address is giv
 def claim_pools(ev):
     tally, given = Tally(), {}
     macs = ev.run["network"]["macs"]
-    for node, ex in _dora_all(ev).items():
-        ip = ex.ack.yiaddr if ex.ok else None
+    for node, ack in _acks(ev).items():
+        ip = ack.yiaddr if ack else None
         cfg = _server_of(ev, node)
         tally.check("pool", ip is not None and _in_pool(cfg, ip), node, f"{ip} outside {cfg['pool']}")
         tally.check("pool", ip not in given, node, f"{ip} also given to {given.get(ip)}")
@@ -169,8 +179,8 @@ T_OPTIONS = "dhcp/dora: each ACK carries its server's router, DNS server, lease 
 @guarded(T_OPTIONS, "ACK options in the captures; the servers' configurations")
 def claim_options(ev):
     tally = Tally()
-    for node, ex in _dora_all(ev).items():
-        cfg, ack = _server_of(ev, node), ex.ack
+    for node, ack in _acks(ev).items():
+        cfg = _server_of(ev, node)
         got = ack and {"routers": ack.routers, "dns": ack.dns, "lease": ack.lease_s, "t1": ack.t1_s,
                        "netmask": ack.netmask}
         want = {"routers": [cfg["router"]], "dns": list(cfg["dns"]), "lease": cfg["lease_s"], "t1": cfg["t1_s"],
@@ -185,8 +195,8 @@ T_KERNEL = "dhcp/dora: each client's kernel holds its lease: address/prefix on i
 @guarded(T_KERNEL, "netlink addresses and routes after BOUND (case.json)")
 def claim_kernel(ev):
     tally, clients = Tally(), _workload(ev, DORA)["clients"]
-    for node, ex in _dora_all(ev).items():
-        c, ack = clients[node], ex.ack
+    for node, ack in _acks(ev).items():
+        c = clients[node]
         want_addr = f"{ack.yiaddr}/{_prefixlen(ack.netmask)}" if ack else None
         default = [r for r in c["routes"] if r["dst"] == "0.0.0.0/0"]
         ok = (want_addr is not None and c["addresses"] == [want_addr]
@@ -202,18 +212,18 @@ def renewal_rows(ev):
     """Per client: the first renewal after its DORA, the window and the client's own word."""
     rows, clients = {}, _workload(ev, DORA)["clients"]
     links, macs = _client_link(ev), ev.run["network"]["macs"]
-    for node, ex in _dora_all(ev).items():
+    for node, ack in _acks(ev).items():
         msgs = _messages(ev, DORA, links[node])
         # dhclient binds on the DORA's (first) ACK: its renewal timer counts from there
-        ren = [r for r in renewals(msgs, macs[node]) if ex.ok and r.request.index > ex.messages[3].index]
-        t1 = ex.ack.t1_s if ex.ok else None
+        ren = [r for r in renewals(msgs, macs[node]) if ack and r.request.index > ack.index]
+        t1 = ack.t1_s if ack else None
         lo, hi = dhclient_renewal_range(t1) if t1 else (None, None)
         said = [int(m.group(2)) for m in map(RENEWAL_LINE.search, clients[node]["dhclient_lines"]) if m]
         row = {"t1": t1, "range": [lo, hi], "stated_s": said[0] if said else None, "interval_s": None,
                "unicast_ack": None}
         if ren:
             r = ren[0]
-            row.update(interval_s=round((r.request.ts_ns - ex.messages[3].ts_ns) / 1e9, 3), server=r.request.ip_dst,
+            row.update(interval_s=round((r.request.ts_ns - ack.ts_ns) / 1e9, 3), server=r.request.ip_dst,
                        ciaddr=r.request.ciaddr,
                        unicast_ack=bool(r.answer and r.answer.kind == "ACK" and r.answer.ip_dst == r.request.ciaddr))
         rows[node] = row
@@ -250,12 +260,12 @@ T_RELAY = "resolver: the resolver's address travels by DHCP: ISP's ACK -> hgw ->
 def claim_relay(ev):
     want = ev.run["network"]["resolver_ip"]
     w, r = _workload(ev, DORA), _workload(ev, RESOLVER)
-    exs = _dora_all(ev)
-    chain = {"isp_ack": exs["hgw"].ack.dns if exs["hgw"].ok else None, "hgw_learned": w["hgw_learned_dns"],
+    acks = _acks(ev)
+    chain = {"isp_ack": acks["hgw"] and acks["hgw"].dns, "hgw_learned": w["hgw_learned_dns"],
              "hgw_server_gives": w["servers"]["hgw"]["dns"]}
     hosts = ev.run["network"]["home_hosts"]
     for h in hosts:
-        chain[f"{h}_ack"] = exs[h].ack.dns if exs[h].ok else None
+        chain[f"{h}_ack"] = acks[h] and acks[h].dns
         chain[f"{h}_resolv"] = r["hosts"][h]["dhcp_resolv_conf"]
     ok = all(v == [want] for v in chain.values()) and r["hgw"]["resolv_conf"] == [want]
     return Claim(T_RELAY, ok, measured=chain, expected=[want],

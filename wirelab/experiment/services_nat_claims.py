@@ -71,15 +71,20 @@ def claim_ports(ev):
     dup = ne.outside_unique(trans)
     # every local port is used by every host: at most one of them can keep it
     least = (hosts - 1) * k
-    ok = (len(trans) == len(pairs) and {t.outside[0] for t in trans} == {pub} and not dup and changed >= least)
+    # nft counts the first packet of each connection its nat chain masquerades
+    counted = (w.get("nat_counters") or {}).get("masqueraded", {}).get("packets", 0)
+    ok = (len(trans) == len(pairs) and {t.outside[0] for t in trans} == {pub} and not dup and changed >= least
+          and counted >= len(pairs))
     ev.metrics.setdefault("nat", {})["translations"] = [t.to_dict() for t in trans]
     return Claim(T_PORTS, ok,
                  measured={"connections": len(pairs), "with_translation": len(trans),
                            "outside_addresses": sorted({t.outside[0] for t in trans}),
-                           "ports_rewritten": changed, "duplicates": dup},
+                           "ports_rewritten": changed, "duplicates": dup, "nft_masqueraded": counted},
                  expected=f"{len(pairs)} translations, all from {pub}, no outside (address, port) twice, "
-                          f">= {least} ports rewritten ({hosts} hosts x {k} programs on the same ports)",
-                 evidence="conntrack original tuple (inside) and reply tuple (outside), per program's local port")
+                          f">= {least} ports rewritten ({hosts} hosts x {k} programs on the same ports), "
+                          f"nft's masquerade counter >= {len(pairs)}",
+                 evidence="conntrack original tuple (inside) and reply tuple (outside), per program's local port; "
+                          "nft -j list counters")
 
 
 T_MATCH = "nat/outbound: each translation is on the wire: inside -> remote on the LAN side, outside -> remote on the WAN side, nothing unexplained"

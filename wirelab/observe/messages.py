@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import ipaddress
-import json
 import struct
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from wirelab.observe.l4payload import PROTO_TCP, PROTO_UDP, locate_payloads
 from wirelab.observe.msgfrag import FragmentReassembler
 from wirelab.observe.msgmatch import EventLog, canonical, match_logged, read_event_log
+from wirelab.observe.msgrecord import (TCP, UDP, RebuildStats, RebuiltMessage, _endpoint_cache, _raw_decode,
+                                       decode_json, endpoint, error_kind)
 from wirelab.observe.pcap.reader import PcapFormatError, PcapReader
 from wirelab.observe.tcpfast import split_clean
 from wirelab.observe.tcpstream import M32, NEW_SYN, RESET, Direction, TcpReassembler
@@ -48,140 +45,8 @@ from wirelab.observe.tcpstream import M32, NEW_SYN, RESET, Direction, TcpReassem
 __all__ = ["RebuiltMessage", "RebuildStats", "MessageStream", "rebuild", "match_logged",
            "read_event_log", "EventLog", "canonical", "decode_json"]
 
-TCP, UDP = "tcp", "udp"
 # Below this many TCP rows in a batch the vectorised split costs more than it saves.
 CLEAN_MIN_ROWS = 64
-_V4_MAPPED = 0xFFFF00000000
-
-
-@dataclass(slots=True)
-class RebuiltMessage:
-    """One application message as the capture shows it.
-
-    ``t``: capture time (s since the epoch) of the first packet carrying the
-    message's first byte; ``t_end``: first arrival of its last byte (for UDP
-    both are the datagram's time).  ``src``/``dst``: (address, port).
-    ``message``: the decoded JSON value, None when there is none to trust;
-    ``error``: None or one line saying why.  ``bytes``: payload length.  For
-    TCP, the segments TCP hid from the app (:mod:`wirelab.observe.tcpstream`).
-    ``frame``: packet number (1-based) of the message's first packet.
-    """
-
-    t: float
-    t_end: float
-    transport: str
-    src: tuple
-    dst: tuple
-    message: Any
-    error: str | None
-    bytes: int
-    retransmitted_segments: int | None = None
-    duplicate_segments: int | None = None
-    out_of_order_segments: int | None = None
-    frame: int = 0
-
-    def to_dict(self) -> dict:
-        d = {"t": self.t, "t_end": self.t_end, "transport": self.transport, "src": list(self.src),
-             "dst": list(self.dst), "message": self.message, "error": self.error, "bytes": self.bytes}
-        if self.transport == TCP:
-            d["retransmitted_segments"] = self.retransmitted_segments
-            d["duplicate_segments"] = self.duplicate_segments
-            d["out_of_order_segments"] = self.out_of_order_segments
-        d["frame"] = self.frame
-        return d
-
-    @property
-    def error_kind(self) -> str | None:
-        """The error's first clause without its detail ("not JSON", "truncated stream")."""
-        return None if self.error is None else error_kind(self.error)
-
-
-@dataclass
-class RebuildStats:
-    """What the rebuild read and found (for summaries and the "no messages" line)."""
-
-    packets: int = 0
-    tcp_segments: int = 0       # segments with payload, SYN, FIN or RST (pure ACKs not counted)
-    tcp_connections: int = 0
-    udp_datagrams: int = 0
-    ip_fragments: int = 0
-    unattributed_fragments: int = 0
-    messages: Counter = field(default_factory=Counter)   # transport -> count
-    errors: Counter = field(default_factory=Counter)     # error kind -> count
-    retransmitted_segments: int = 0
-    duplicate_segments: int = 0
-    out_of_order_segments: int = 0
-    truncated: str | None = None
-    warnings: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"packets": self.packets, "tcp_segments": self.tcp_segments,
-                "tcp_connections": self.tcp_connections, "udp_datagrams": self.udp_datagrams,
-                "ip_fragments": self.ip_fragments, "unattributed_fragments": self.unattributed_fragments,
-                "messages": dict(self.messages), "errors": dict(self.errors),
-                "retransmitted_segments": self.retransmitted_segments,
-                "duplicate_segments": self.duplicate_segments,
-                "out_of_order_segments": self.out_of_order_segments,
-                "truncated": self.truncated, "warnings": list(self.warnings)}
-
-
-def error_kind(error: str) -> str:
-    """The first reason of an error without its detail: "not JSON", "truncated stream"."""
-    return error.split(";")[0].split(":")[0].split(" (")[0].strip()
-
-
-def decode_json(payload: bytes) -> tuple[Any, str | None]:
-    """``(value, None)`` or ``(None, one-line reason)`` for one message's bytes."""
-    if not payload:
-        return None, "empty"
-    try:
-        # The common case, UTF-8 without surrounding blanks, costs a third of
-        # json.loads(bytes) on a small message (no encoding sniffing, no regex).
-        text = payload.decode()
-        value, end = _raw_decode(text)
-        if end == len(text) or not text[end:].strip(JSON_BLANKS):
-            return value, None
-    except (ValueError, RecursionError):
-        pass
-    try:   # leading blanks, UTF-16/32, a BOM; and the reason when it is not JSON
-        return json.loads(payload), None
-    except (ValueError, RecursionError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        text = str(exc).splitlines()
-        return None, "not JSON: " + (text[0] if text else type(exc).__name__)
-
-
-_raw_decode = json.JSONDecoder().raw_decode
-JSON_BLANKS = " \t\n\r"   # RFC 8259 whitespace; str.isspace() would take more
-_addr_cache: dict = {}
-
-
-def address(hi: int, lo: int) -> str:
-    """Text form of an address held as two 64-bit halves (IPv4 as ::ffff:a.b.c.d)."""
-    key = (hi, lo)
-    s = _addr_cache.get(key)
-    if s is None:
-        if hi == 0 and (lo >> 32) == 0xFFFF:
-            s = str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
-        else:
-            s = str(ipaddress.IPv6Address((hi << 64) | lo))
-        if len(_addr_cache) > 100_000:
-            _addr_cache.clear()
-        _addr_cache[key] = s
-    return s
-
-
-_endpoint_cache: dict = {}
-
-
-def endpoint(hi: int, lo: int, port: int) -> tuple:
-    """``(address text, port)``, the same tuple object for the same endpoint."""
-    key = (hi, lo, port)
-    ep = _endpoint_cache.get(key)
-    if ep is None:
-        if len(_endpoint_cache) > 100_000:
-            _endpoint_cache.clear()
-        ep = _endpoint_cache[key] = (address(hi, lo), port)
-    return ep
 
 
 @contextlib.contextmanager

@@ -426,3 +426,17 @@ def test_peer_reset_before_the_fin(tmp_path):
     (req,) = list(stream)
     assert req.error == "connection reset (RST) before FIN" and req.message == json.loads(REQ)
     assert stream.stats.tcp_connections == 1
+
+
+def test_any_capture_format_the_house_reader_takes(tmp_path):
+    """gzip-compressed, raw IP link type: the same messages as plain Ethernet."""
+    import gzip
+    pkts = S.tcp_connection(C6, SV6, REQ, RESP) + [(1_700_000_001_000_000_000, S.udp_packet(
+        "10.1.0.3", "10.1.0.11", 5000, 7000, b'{"hb": 1}'), "")]
+    want = [m.to_dict() for m in rebuild(write(tmp_path, pkts))]
+    assert len(want) == 3
+    gz = tmp_path / "c.pcap.gz"
+    gz.write_bytes(gzip.compress(S.pcap_file(pkts)))
+    assert [m.to_dict() for m in rebuild(gz)] == want
+    assert [m.to_dict() for m in rebuild(write(tmp_path, pkts, name="raw.pcap", linktype=101))] == want
+    assert [m.message for m in rebuild(gz, ports=[6000])] == [json.loads(REQ), json.loads(RESP)]

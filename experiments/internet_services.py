@@ -79,8 +79,6 @@ class InternetServicesParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ConfigError(f"{name} must be an integer {lo}..{hi}, got {value!r}")
-        if self.t1 >= self.lease * 7 // 8:
-            raise ConfigError(f"t1={self.t1} must be below T2 = 7/8 of the lease ({self.lease * 7 // 8} s)")
 
 
 def sha256_file(path):

@@ -82,8 +82,12 @@ class InternetServicesParams:
 
 
 def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    """sha256 of a file, or None when there is none (a machine without /etc/resolv.conf)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def topology_spec(p):

@@ -19,8 +19,11 @@ RESOLV = "/etc/resolv.conf"
 
 
 def _sha(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 @pytest.fixture(scope="module")

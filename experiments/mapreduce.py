@@ -75,8 +75,10 @@ class MapReduceParams:
     cases: tuple[str, ...] = dataclasses.field(default=CASES, metadata={
         "help": f"cases to run, of {', '.join(CASES)} (without impaired no netem is needed: runs natively)"})
     workers: int = dataclasses.field(default=4, metadata={"help": "workers on the LAN (2..16)"})
-    files: int = dataclasses.field(default=8, metadata={"help": "input text files (1..64)"})
-    input_bytes: int = dataclasses.field(default=400_000, metadata={
+    # Small by default: inside UML every Python process (a mapper per input
+    # file, a reducer per partition) takes about a second to start.
+    files: int = dataclasses.field(default=4, metadata={"help": "input text files (1..64)"})
+    input_bytes: int = dataclasses.field(default=300_000, metadata={
         "help": "input size in all, bytes (10000..20000000)"})
     nmappers: int = dataclasses.field(default=4, metadata={"help": "map tasks (1..64)"})
     nreducers: int = dataclasses.field(default=2, metadata={"help": "reduce tasks (1..64)"})

@@ -36,8 +36,10 @@ STARTUP_S = 20.0
 REGISTER_S = 20.0
 # The submitter exits once the manager has the job (one TCP message).
 SUBMIT_S = 20.0
-# After shutdown, the programs exit (the manager tells the live workers).
+# After shutdown, the manager exits (having told the workers it counts alive)...
 SHUTDOWN_S = 15.0
+# ... and those workers within this (a Python process ending, in UML too).
+WORKER_EXIT_S = 5.0
 # A connect begun during a partition reaches the manager after the heal
 # within the SYN backoff still ahead of it: retransmissions 1, 2, 4 s apart.
 LATE_WAIT_S = 1 + 2 + 4
@@ -139,8 +141,10 @@ class JobRun:
     def _run(self):
         s, c = self.s, self.cluster
         mnode, mip = c.manager
+        shared = os.path.join(self.work, "shared")
+        os.makedirs(shared)     # P4 managers make their temporary folders inside an existing one
         manager = self._start("manager", "manager", mnode, host=mip, port=s.manager_port,
-                              shared_dir=os.path.join(self.work, "shared"), **self._values())
+                              shared_dir=shared, **self._values())
         self._wait_listening(manager, s.manager_port)
         workers = {}
         for node, ip in c.workers:
@@ -284,10 +288,15 @@ class JobRun:
             self.rec["shutdown"]["skipped"] = "the manager was not running"
             return
         prog = self._start("shutdown", "shutdown", cnode, host=mip, port=s.manager_port)
-        waiting = [p for n, p in self.programs.items() if n not in ("submit",)]
+        manager = self.programs["manager"]
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not manager.running(), SHUTDOWN_S, what="the manager to exit after shutdown")
+        # The manager has told the workers it counts alive; those exit at once.
+        # A worker it counts dead is never told: it is stopped after the grace.
+        waiting = [p for n, p in self.programs.items() if n not in ("submit", "manager")]
         with contextlib.suppress(WaitTimeout):
             wait_until(lambda: not any(p.running() for p in waiting if p is not self._victim_prog()),
-                       SHUTDOWN_S, what="the programs to exit after shutdown")
+                       WORKER_EXIT_S, what="the workers to exit after the manager")
         self.rec["shutdown"]["returncode"] = prog.returncode
 
     def _victim_prog(self):

@@ -20,11 +20,11 @@ only the id: it belongs to the worker's latest task of that id).
 """
 
 import collections
+import ipaddress
 
 import numpy as np
 
 from wirelab.observe.l4payload import PROTO_TCP, locate_payloads
-from wirelab.observe.messages import address
 from wirelab.observe.pcap.reader import PcapReader
 from wirelab.observe.pcap.tcpflags import ACK, RST, SYN
 
@@ -131,23 +131,28 @@ def last_before(times, t):
     return max((x for x in times if x <= t), default=None)
 
 
-def stall_reason(story, programs, t0, nmappers, nreducers):
-    """One line on why a job did not finish, from the wire and the programs' exits."""
+def stall_reason(story, programs, t0, nmappers, nreducers, t_gave_up=None):
+    """One line on why a job did not finish, from the wire and the programs'
+    exits (``t_gave_up``: when the run stopped waiting for the job)."""
     mgr = programs.get("manager") or {}
-    if mgr.get("returncode") is not None and mgr.get("stopped_by") is None:
-        return (f"the manager exited {mgr['returncode']} at +{mgr.get('ended_s')} s: "
-                f"{(mgr.get('stderr_tail') or '').strip().splitlines()[-1:] or ['no stderr']}")
+    ended = mgr.get("ended_s")
+    if mgr.get("returncode") is not None and mgr.get("stopped_by") is None and (
+            t_gave_up is None or ended is None or t0 + ended <= t_gave_up):
+        last = (mgr.get("stderr_tail") or "").strip().splitlines()[-1:] or ["no stderr"]
+        return f"the manager exited {mgr['returncode']} at +{ended} s: {last[0]}"
     if story.job_t is None:
         return "the manager never received the job (no new_manager_job on the wire)"
     if not story.assignments:
         return f"the manager got the job at +{story.job_t - t0:.2f} s and never assigned a task"
-    last_sent = max((t for t, _, _ in story.manager_sent), default=None)
-    unacted = [r for r in story.received if r[1] == "finished" and (last_sent is None or r[0] > last_sent)]
+    # A finished that arrives after the last task message, while tasks remain,
+    # should have led somewhere (the next stage at least): the manager lost it.
+    last_task = max(a["t"] for a in story.assignments)
+    unacted = [r for r in story.received if r[1] == "finished" and r[0] > last_task]
     lost = lost_tasks(story, nmappers, nreducers)
     if unacted and lost:
-        t, _, who, msg = unacted[0]
+        t, _, who, msg = unacted[-1]
         return (f"finished of task {msg.get('task_id')} from {who} arrived whole at +{t - t0:.2f} s; "
-                f"the manager sent nothing after +{(last_sent or t0) - t0:.2f} s (lost or ignored it); "
+                f"the manager sent no task after +{last_task - t0:.2f} s (lost or ignored it); "
                 f"unfinished: {', '.join(lost[:6])}")
     held = [a for a in story.assignments
             if not any(f["worker"] == a["worker"] and f["task_id"] == a["task_id"] and f["t"] > a["t"]
@@ -159,10 +164,11 @@ def stall_reason(story, programs, t0, nmappers, nreducers):
     return f"every task reported finished on the wire, yet no complete output; unfinished: {', '.join(lost) or 'none'}"
 
 
-def last_messages(messages, t0, n=6):
-    """The last ``n`` messages seen, one short line each."""
+def last_messages(messages, t0, n=6, before=None):
+    """The last ``n`` TCP messages seen (before ``before``), one short line each."""
     out = []
-    for m in sorted(messages, key=lambda m: _get(m, "t"))[-n:]:
+    tcp = [m for m in messages if _get(m, "transport") == "tcp" and (before is None or _get(m, "t") <= before)]
+    for m in sorted(tcp, key=lambda m: _get(m, "t"))[-n:]:
         msg = _get(m, "message")
         kind = msg.get("message_type") if isinstance(msg, dict) else _get(m, "error")
         extra = f" task {msg.get('task_id')}" if isinstance(msg, dict) and "task_id" in msg else ""
@@ -171,6 +177,14 @@ def last_messages(messages, t0, n=6):
 
 
 # -- connection set-up, from the SYNs of a capture --------------------------------------
+def address(hi, lo):
+    """Text form of an address held as two 64-bit halves (l4payload's columns;
+    IPv4 as ::ffff:a.b.c.d)."""
+    if hi == 0 and lo >> 32 == 0xFFFF:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address(hi << 64 | lo))
+
+
 def connection_setups(path, ports):
     """{(src_ip, sport, dst_ip, dport): {"syn": [t...], "synack": [t...], "rst": [t...]}}
     for every connection whose SYN the capture saw (its initiator's view when

@@ -146,7 +146,7 @@ def test_dead_window_from_T_and_k():
     lo2, hi2 = dead_window_s(2.0, 5)                      # P4's values: 10 s, checked every 2 s
     assert lo2 == pytest.approx(10 - 2e-6) and hi2 == pytest.approx(12.2)
     assert partition_s(0.5, 5) == pytest.approx(hi + 0.5)
-    assert heartbeat_gap_limit_s(0.5, 5, impaired=False) == pytest.approx(0.7)
+    assert heartbeat_gap_limit_s(0.5, 5, impaired=False) == pytest.approx(1.0)
     assert heartbeat_gap_limit_s(0.5, 5, impaired=True) == pytest.approx(2.5)
 
 
@@ -385,7 +385,7 @@ def test_a_death_declared_too_early_fails_only_the_dead_window_claim(tmp_path):
 
 def test_a_heartbeat_gap_fails_only_the_heartbeat_claim(tmp_path):
     assert failed(fabricate(tmp_path / "gap", gap=True)) == [
-        "clean: every worker was acknowledged and its heartbeats reached the manager at most 0.70 s apart while "
+        "clean: every worker was acknowledged and its heartbeats reached the manager at most 1.00 s apart while "
         "it lived"]
 
 
@@ -431,7 +431,7 @@ def test_stall_reason_names_a_finished_the_manager_never_acted_on():
              "message": m["message"], "error": None} for m in case.msgs]
     story = wire.Story(msgs, WORKERS, M_IP)
     why = wire.stall_reason(story, {"manager": {"returncode": None}}, T0, 2, 1)
-    assert why.startswith("finished of task 0 from w1 arrived whole at +0.50 s; the manager sent nothing after "
+    assert why.startswith("finished of task 1 from w2 arrived whole at +0.60 s; the manager sent no task after "
                           "+0.30 s (lost or ignored it)")
     assert "unfinished: reduce 0" in why
     crashed = wire.stall_reason(story, {"manager": {"returncode": 1, "ended_s": 0.4, "stopped_by": None,

@@ -62,8 +62,9 @@ def test_end_to_end(run, host_state):
 def test_nothing_of_the_run_is_left(run):
     _, out, _, _ = run
     rec = json.loads((out / "run.json").read_text())
-    run_id = os.path.basename(rec["services"]["dhcp"]["workdir"]).split("-")[2:4]
-    assert not glob.glob(f"/tmp/wirelab-dhcp-{'-'.join(run_id)}*")
+    workdir = rec["services"]["dhcp"]["workdir"]
+    assert os.path.basename(workdir).startswith("wirelab-dhcp-") and not os.path.exists(workdir)
+    assert not glob.glob(os.path.join(os.path.dirname(workdir), os.path.basename(workdir) + "*"))
     pids = [s["pid"] for s in rec["services"]["dhcp"]["servers"] + rec["services"]["dhcp"]["clients"]]
     pids += list(rec["services"]["dns"]["pids"].values()) + [rec["services"]["ipinfo"]["pid"]]
     for pid in pids:

@@ -75,6 +75,8 @@ class Monitor:
         self.available = {d: True for d in detectors}
         self.deaths = {d: 0 for d in detectors}
         self.last_arrival = None    # wall time of the last fresh heartbeat
+        self.last_seq = None        # and its sequence number
+        self.prev_eval = None       # wall time the detectors were last judged
         self.arrivals = 0
         self.transports = set()
 
@@ -123,17 +125,23 @@ class MainServer:
         if mon is None:
             self.drop(t_wall, transport, src, dst, f"too many chunkservers: {MAX_CHUNKSERVERS} known", len(data))
             return None
-        self.log.message(t_wall, "recv", transport, src, dst, message)
         mon.arrivals += 1
         mon.transports.add(transport)
         kind = mon.tracker.classify(message["seq"])
-        if kind == FRESH:
-            now = max(t_mono, self.last_eval)      # decisions never go back in time
-            self._evaluate(mon, now, wall_offset, "arrival")   # a deadline passed since the last tick
-            for det in mon.detectors.values():
-                det.heartbeat(now)
-            mon.last_arrival = now + wall_offset
-            self._evaluate(mon, now, wall_offset, "arrival")
+        if kind != FRESH:
+            self.log.message(t_wall, "recv", transport, src, dst, message)
+            return kind
+        # The log keeps causal order: a deadline that passed since the last
+        # tick is judged (and logged) before the heartbeat that ends it.
+        now = max(t_mono, self.last_eval)      # decisions never go back in time
+        self._evaluate(mon, now, wall_offset, "arrival")
+        self.log.message(t_wall, "recv", transport, src, dst, message)
+        # The detectors learn the arrival time itself (the kernel's stamp), so
+        # their history is a function of the logged arrivals alone.
+        for det in mon.detectors.values():
+            det.heartbeat(t_mono)
+        mon.last_arrival, mon.last_seq = t_wall, message["seq"]
+        self._evaluate(mon, now, wall_offset, "arrival")
         return kind
 
     def check(self, t_mono, wall_offset):
@@ -143,6 +151,9 @@ class MainServer:
             self._evaluate(mon, now, wall_offset, "tick")
 
     def _evaluate(self, mon, now, wall_offset, cause):
+        """Judge ``mon`` at ``now``; log each detector whose verdict changed,
+        with the time of the previous judgement (``prev_eval``): a decision
+        is right when the deadline fell between the two."""
         self.last_eval = now
         phi_det = mon.detectors[PHI]
         for name, det in mon.detectors.items():
@@ -154,9 +165,10 @@ class MainServer:
             stats = phi_det.state()
             self.log.write(now + wall_offset, "state", chunkserver=mon.name, detector=name,
                            state="alive" if ok else "dead", phi=_finite(phi_det.phi(now)),
-                           silence=round(now - det.last, 6), last_seq=mon.tracker.highest,
-                           last_arrival=mon.last_arrival, cause=cause,
+                           silence=round(now - det.last, 6), last_seq=mon.last_seq,
+                           last_arrival=mon.last_arrival, cause=cause, prev_eval=mon.prev_eval,
                            phi_mean=stats["mean"], phi_std=stats["std"], phi_samples=stats["samples"])
+        mon.prev_eval = now + wall_offset
 
     def summary(self):
         return {"role": "main_server", "interval": self.interval, "k": self.k, "grace": self.grace,
@@ -313,7 +325,11 @@ def serve(bind, port, interval, log_path=None, duration=None, check_every=None, 
                 if now >= next_tick:
                     server.check(now, time.time() - now)
                     ticks = int((now - start) / check_every) + 1   # skip missed ticks, no burst
+            now = clock()   # a last judgement: every verdict in the log holds up to ended_at
+            server.check(now, time.time() - now)
             summary = server.summary()
+            summary["ended_at"] = now + (time.time() - clock())
+            summary["check_every"] = check_every
             summary["ended"] = f"signal {stop.stopped}" if stop.stopped else "duration"
             summary["address"] = list(socks.addr)
             return summary

@@ -10,7 +10,7 @@ from wirelab.experiment.core import REPO, Experiment
 EXPERIMENTS_DIR = os.path.join(REPO, "experiments")
 # In teaching order: addresses and routes, then paths, then what TCP hides.
 # Experiments not listed here come after, by name.
-ORDER = ["routing", "traceroute", "backbone", "packets", "tcp_recovery", "internet_services", "mapreduce"]
+ORDER = ["routing", "traceroute", "backbone", "packets", "tcp_recovery", "heartbeats", "internet_services", "mapreduce"]
 
 
 def names():

@@ -315,9 +315,14 @@ def test_match_logged_unreadable_and_not_received(tmp_path):
                                  ev("send", "tcp", SV, C, json.loads(RESP))])
     assert res["counts"]["unreadable_on_wire"] == 1 and res["counts"]["missing_on_wire"] == 1
     assert res["counts"]["matched"] == 1 and res["counts"]["not_received"] == 0   # no recv log given
-    res = match_logged(rebuilt, [ev("send", "tcp", SV, C, json.loads(RESP)),
-                                 ev("recv", "tcp", C, SV, json.loads(REQ))])
-    assert res["not_received"][0]["message"] == json.loads(RESP)
+    server_log = [ev("send", "tcp", SV, C, json.loads(RESP)), ev("recv", "tcp", C, SV, json.loads(REQ))]
+    res = match_logged(rebuilt, server_log)
+    assert res["not_received"] == []   # the response's receiver (the client) gave no log
+    client_log = [ev("recv", "tcp", SV, C, {"something": "else"})]
+    res = match_logged(rebuilt, server_log + client_log)
+    assert [e["message"] for e in res["not_received"]] == [json.loads(RESP)]
+    assert sorted(json.dumps(e["message"]) for e in res["missing_on_wire"]) == sorted(
+        json.dumps(m) for m in (json.loads(REQ), {"something": "else"}))
 
 
 # -- property: any order, any copies, the same message ------------------------------------------
@@ -440,3 +445,16 @@ def test_any_capture_format_the_house_reader_takes(tmp_path):
     assert [m.to_dict() for m in rebuild(gz)] == want
     assert [m.to_dict() for m in rebuild(write(tmp_path, pkts, name="raw.pcap", linktype=101))] == want
     assert [m.message for m in rebuild(gz, ports=[6000])] == [json.loads(REQ), json.loads(RESP)]
+
+
+def test_not_received_only_for_receivers_whose_log_was_given(tmp_path):
+    a, b, m = ("10.1.0.3", 5000), ("10.1.0.11", 7000), ("10.1.0.12", 7000)
+    t0 = 1_700_000_000_000_000_000
+    pkts = [(t0 + i, S.udp_packet(src[0], dst[0], src[1], dst[1], json.dumps({"n": i}).encode()), "")
+            for i, (src, dst) in enumerate([(a, b), (a, b), (a, m)])]
+    rebuilt = rebuild(write(tmp_path, pkts))
+    logged = [ev("send", "udp", a, b, {"n": 0}), ev("send", "udp", a, b, {"n": 1}), ev("send", "udp", a, m, {"n": 2}),
+              ev("recv", "udp", a, b, {"n": 0})]    # b's log says it got n=0 only; m's log not given
+    res = match_logged(rebuilt, logged)
+    assert [(e["message"], e["dst"]) for e in res["not_received"]] == [({"n": 1}, list(b))]
+    assert res["counts"]["matched"] == 3 and not res["ok"]

@@ -16,8 +16,9 @@ events logged, and ``L = s`` if the sender's log has it, else ``r``:
 * extra_on_wire: ``w`` when nothing logged it at all;
 * duplicates: ``w - L`` when positive and ``L > 0`` (netem duplicating a
   datagram: sent once, two identical datagrams captured);
-* not_received: ``w - r`` when positive, only when some recv event was
-  given (on the wire, but the receiver did not log it);
+* not_received: ``w - r`` when positive, for receivers whose log was
+  given (some recv event names their address): on the wire, but the
+  receiver did not log it;
 * unreadable_on_wire: rebuilt messages without a message (an error).
 """
 
@@ -132,7 +133,7 @@ def match_logged(rebuilt, logged, *, ports=None) -> dict:
             unreadable.append(m.to_dict())
         else:
             wire[_key(m)].append(m)
-    any_recv = False
+    receivers = set()   # addresses whose recv events were given
     ports = None if ports is None else {int(p) for p in ports}
     for ev in _events(logged):
         if ports is not None and int(ev["src"][1]) not in ports and int(ev["dst"][1]) not in ports:
@@ -140,8 +141,9 @@ def match_logged(rebuilt, logged, *, ports=None) -> dict:
         if ev.get("event") == SEND:
             sent[_key(ev)].append(ev)
         elif ev.get("event") == RECV:
-            recv[_key(ev)].append(ev)
-            any_recv = True
+            k = _key(ev)
+            recv[k].append(ev)
+            receivers.add(k[2][0])
     out = {"matched": [], "missing_on_wire": [], "extra_on_wire": [], "duplicates": [],
            "not_received": [], "unreadable_on_wire": unreadable}
     for key in sorted(set(wire) | set(sent) | set(recv)):
@@ -163,7 +165,7 @@ def match_logged(rebuilt, logged, *, ports=None) -> dict:
             out["extra_on_wire"].append({**base, **counts, "count": len(w), "t_wire": t_wire})
         elif len(w) > len(ref):
             out["duplicates"].append({**base, **counts, "count": len(w) - len(ref), "t_wire": t_wire})
-        if any_recv and len(w) > len(r) and ref:
+        if key[2][0] in receivers and len(w) > len(r) and ref:
             out["not_received"].append({**base, **counts, "count": len(w) - len(r), "t_wire": t_wire})
     out["counts"] = {"on_wire": sum(len(v) for v in wire.values()) + len(unreadable),
                      "sent": sum(len(v) for v in sent.values()),

@@ -53,11 +53,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wirelab.errors import ConfigError  # noqa: E402
+from wirelab.errors import ConfigError, WirelabError  # noqa: E402
 from wirelab.experiment.cases import Case, CapturePoint, run_case  # noqa: E402
 from wirelab.experiment.core import REPO, Experiment, main  # noqa: E402
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
+
+
+class StepError(WirelabError):
+    """A step could not run because one before it failed (no lease, no client)."""
 SERVICE_PORT = 80
 
 
@@ -187,7 +191,11 @@ class InternetServices(Experiment):
             def workload(case, folder):
                 if case.args["step"] == "dns":
                     return dns_workload(tb, dns, case.args["host"], folder)
-                return steps[case.args["step"]](j, case, folder)
+                try:
+                    return steps[case.args["step"]](j, case, folder)
+                except (KeyError, IndexError) as exc:   # recorded in case.json; the next case runs
+                    raise StepError(f"{case.name}: an earlier step left nothing to build on "
+                                    f"({type(exc).__name__}: {exc})") from None
 
             cases = declared_cases(topo, p, dns_captures(topo, topo.home_hosts[0], zones), DNS_SNAPLEN)
             for i, case in enumerate(cases, 1):

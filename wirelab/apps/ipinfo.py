@@ -28,13 +28,16 @@ is certain rather than a matter of scheduling.
 import argparse
 import ipaddress
 import json
+import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from wirelab.errors import WirelabError
+if __package__ in (None, ""):   # run as a file inside a node: the repo is two folders up
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from wirelab.errors import WirelabError  # noqa: E402
 
 READY_PREFIX = "LISTENING"
 FIELDS = ("ip", "city", "region", "country", "loc", "org")

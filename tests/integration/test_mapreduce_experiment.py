@@ -57,7 +57,7 @@ def test_impaired_case_in_uml(tmp_path, host_state):
     assert all(c["ok"] for c in claims) and len(claims) == 10 + 2
     netem = metrics["metrics"]["cases"]["impaired"]["netem"]
     assert len(netem) == 6 and all("loss 5%" in n["spec"] for n in netem)
-    assert sum(n["counters"]["dropped"] for n in netem if n["counters"]) >= 1
+    assert sum(n["counters"]["drops"] for n in netem if n["counters"]) >= 1
     assert_reverify_equals_run(out, metrics)
 
 

@@ -104,14 +104,14 @@ def simulate_case(root, case, params, rng, t0):
         next_tick = t0 + tick
         for t, transport, src, dst, data in arrivals:
             while next_tick < t:
-                server.check(next_tick, 0.0)
+                server.check(next_tick)
                 next_tick += tick
-            server.receive(data, transport, src, dst, t, 0.0)
+            server.receive(data, transport, src, dst, t)
         end = arrivals[-1][0] + 0.2
         while next_tick < end:
-            server.check(next_tick, 0.0)
+            server.check(next_tick)
             next_tick += tick
-        server.check(end, 0.0)
+        server.check(end)
     record["server"] = {**server.summary(), "check_every": tick, "ended_at": end, "ended": "signal SIGINT",
                         "address": [MANAGER, port]}
     record.update(server_exit=0, stopped_server_at=end)

@@ -35,7 +35,7 @@ class ListLog:
 
 
 def beat(server, seq, t, name="w1"):
-    return server.receive(protocol.encode(protocol.heartbeat(name, seq, t)), "udp", SRC, DST, t, 0.0)
+    return server.receive(protocol.encode(protocol.heartbeat(name, seq, t)), "udp", SRC, DST, t)
 
 
 def test_fixed_k_dead_at_the_tick_after_k_missed_and_alive_at_the_next_arrival():
@@ -43,9 +43,9 @@ def test_fixed_k_dead_at_the_tick_after_k_missed_and_alive_at_the_next_arrival()
     s = MainServer(log, interval=1.0, k=3, min_std=1.0)   # grace T/2: 3.5 s; phi only after ~6.6 s
     for seq in range(5):
         assert beat(s, seq, float(seq)) == "fresh"
-    s.check(7.49, 0.0)
+    s.check(7.49)
     assert log.states() == []
-    s.check(7.5, 0.0)
+    s.check(7.5)
     assert log.states() == [(7.5, "fixed_k", "dead")]
     (dead,) = [e for e in log.events if e["event"] == "state"]
     assert dead["silence"] == 3.5 and dead["last_seq"] == 4 and dead["last_arrival"] == 4.0 and dead["cause"] == "tick"
@@ -62,6 +62,11 @@ def test_a_deadline_between_ticks_is_seen_at_the_next_arrival():
     assert [x[1:] for x in log.states()] == [("fixed_k", "dead"), ("phi", "dead"), ("fixed_k", "alive"),
                                             ("phi", "alive")]
     assert {x[0] for x in log.states()} == {9.0}
+    # causal order in the log: the verdicts on the silence, the heartbeat that ends it, the new verdicts
+    assert [(e["event"], e.get("state")) for e in log.events[1:]] == [
+        ("state", "dead"), ("state", "dead"), ("recv", None), ("state", "alive"), ("state", "alive")]
+    dead = log.events[1]
+    assert dead["prev_eval"] == 0.0 and dead["last_seq"] == 0 and dead["cause"] == "arrival"
 
 
 def test_duplicates_and_overtaken_heartbeats_do_not_feed_the_detectors():
@@ -70,9 +75,9 @@ def test_duplicates_and_overtaken_heartbeats_do_not_feed_the_detectors():
     assert beat(s, 5, 0.0) == "fresh"
     assert beat(s, 3, 2.0) == "late"
     assert beat(s, 5, 3.0) == "duplicate"
-    s.check(3.49, 0.0)
+    s.check(3.49)
     assert log.states() == []
-    s.check(3.5, 0.0)    # 3.5 s after seq 5, the last fresh one
+    s.check(3.5)    # 3.5 s after seq 5, the last fresh one
     assert log.states() == [(3.5, "fixed_k", "dead")]
     assert s.summary()["chunkservers"]["w1"] | {} == {
         "arrivals": 3, "fresh": 1, "late": 1, "duplicate": 1, "highest_seq": 5,
@@ -83,7 +88,7 @@ def test_decisions_never_go_back_in_time():
     log = ListLog()
     s = MainServer(log, interval=1.0, k=3, min_std=1.0)
     beat(s, 0, 0.0)
-    s.check(3.6, 0.0)
+    s.check(3.6)
     beat(s, 1, 3.55)     # stamped by the kernel before the tick, read after it
     assert log.states() == [(3.6, "fixed_k", "dead"), (3.6, "fixed_k", "alive")]
 
@@ -93,9 +98,9 @@ def test_phi_decision_logs_its_statistics():
     s = MainServer(log, interval=0.1, k=100)
     for seq in range(20):
         beat(s, seq, seq * 0.1)
-    s.check(1.9 + 0.6, 0.0)
+    s.check(1.9 + 0.6)
     assert log.states() == []
-    s.check(1.9 + 0.67, 0.0)
+    s.check(1.9 + 0.67)
     (e,) = [e for e in log.events if e["event"] == "state"]
     assert e["detector"] == "phi" and e["state"] == "dead" and e["phi"] >= 8.0
     assert e["phi_mean"] == pytest.approx(0.1) and e["phi_std"] == 0.1 and e["phi_samples"] == 21
@@ -104,7 +109,7 @@ def test_phi_decision_logs_its_statistics():
 def test_malformed_input_is_dropped_with_its_reason_and_the_table_is_bounded():
     log = ListLog()
     s = MainServer(log, interval=1.0)
-    assert s.receive(b"{oops", "udp", SRC, DST, 0.0, 100.0) is None
+    assert s.receive(b"{oops", "udp", SRC, DST, 100.0) is None
     (d,) = log.events
     assert d["event"] == "dropped" and d["t"] == 100.0 and d["reason"].startswith("malformed JSON") and d["bytes"] == 5
     for i in range(MAX_CHUNKSERVERS):

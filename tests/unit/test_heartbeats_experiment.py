@@ -183,6 +183,8 @@ def test_a_good_folder_passes_every_claim_and_plots(good, tmp_path):
     assert cls.name == Heartbeats.name
     assert [c.name for c in claims] == all_titles() and len(claims) == 33
     assert [c.line() for c in claims if not c.ok] == []
+    # JSON-plain (no tuples, no infinities): what the run saves is what verify computes again
+    assert json.loads(json.dumps([c.to_dict() for c in claims], allow_nan=False)) == [c.to_dict() for c in claims]
     # verify wrote nothing (not its own run), and the plots come from the folder alone
     folder = tmp_path / "copy"
     shutil.copytree(good, folder)

@@ -1,7 +1,8 @@
 """Failure detectors: pure objects fed heartbeat times, asked at any time.
 
-Both take times in seconds on one clock the caller chooses (monotonic in the
-main server, a fake one in tests); neither reads a clock itself.
+Both take times in seconds on one clock the caller chooses (the kernel's
+receive stamps' wall clock in the main server, a fake one in tests); neither
+reads a clock itself.
 
 * :class:`FixedTimeoutDetector` -- "dead after k missed intervals", as GFS's
   master treats a chunkserver whose HeartBeat messages stop: suspected once

@@ -111,7 +111,7 @@ def common(ev, case, cd):
     measured = {det: labels(cd.deaths, detector=det) for det in (FIXED, PHI)}
     out["labelled"] = Claim(
         COMMON["labelled"].format(case=name), not bad,
-        measured=measured if not bad else {"unexplained": [(d["chunkserver"], d["detector"], d["label"]) for d in bad[:3]],
+        measured=measured if not bad else {"unexplained": [[d["chunkserver"], d["detector"], d["label"]] for d in bad[:3]],
                                            **measured},
         expected="100% labelled: true (link down, stopped) or false (lost, delayed, sender late)",
         tolerance="none", evidence=case_files(ev, case))
@@ -121,8 +121,8 @@ def common(ev, case, cd):
     out["on_time"] = Claim(
         COMMON["on_time"].format(case=name), bool(timed) and not late,
         measured={"decisions": len(timed),
-                  "wrong": [(d["chunkserver"], d["detector"], round(d["prev_silence"] or 0, 4), round(d["silence"], 4),
-                             round(d["deadline"], 4)) for d in late[:3]],
+                  "wrong": [[d["chunkserver"], d["detector"], round(d["prev_silence"] or 0, 4), round(d["silence"], 4),
+                             round(d["deadline"], 4)] for d in late[:3]],
                   "latest after its deadline (ms)": None if worst is None else round(1000 * worst, 2)}
         if timed else "no decision to check",
         expected="silence at the previous check < deadline <= silence at the decision; deadline: fixed_k kT + T/2, "

@@ -84,8 +84,13 @@ class Monitor:
 class MainServer:
     """The receiving logic, without sockets: fed bytes and times, writes the log.
 
-    ``wall_offset``: wall clock minus monotonic clock (seconds), to log
-    monotonic decisions on the wall clock the rest of the log uses."""
+    Times are wall-clock seconds (``time.time()``), the clock of the
+    kernel's receive stamps and of the log: the detectors judge with the very
+    numbers the log shows, so verify can check each decision to the
+    microsecond. (Converting between a monotonic and the wall clock would
+    need two readings, and a preemption between them -- milliseconds in a
+    busy guest -- would shift every decision. Nothing steps the clock of a
+    testbed in a minute's run; a slew is below 0.05 %.)"""
 
     def __init__(self, log, interval, k=3, grace=None, phi_threshold=8.0, min_std=0.1,
                  acceptable_pause=0.0, first_estimate=None, max_samples=1000):
@@ -114,9 +119,8 @@ class MainServer:
         self.log.write(t_wall, "dropped", transport=transport, src=list(src), dst=list(dst),
                        reason=reason, bytes=nbytes)
 
-    def receive(self, data, transport, src, dst, t_mono, wall_offset):
-        """One datagram (or TCP line) that arrived at ``t_mono``."""
-        t_wall = t_mono + wall_offset
+    def receive(self, data, transport, src, dst, t_wall):
+        """One datagram (or TCP line) that arrived at ``t_wall``."""
         message, reason = protocol.parse(data)
         if message is None:
             self.drop(t_wall, transport, src, dst, reason, len(data))
@@ -133,24 +137,24 @@ class MainServer:
             return kind
         # The log keeps causal order: a deadline that passed since the last
         # tick is judged (and logged) before the heartbeat that ends it.
-        now = max(t_mono, self.last_eval)      # decisions never go back in time
-        self._evaluate(mon, now, wall_offset, "arrival")
+        now = max(t_wall, self.last_eval)      # decisions never go back in time
+        self._evaluate(mon, now, "arrival")
         self.log.message(t_wall, "recv", transport, src, dst, message)
         # The detectors learn the arrival time itself (the kernel's stamp), so
         # their history is a function of the logged arrivals alone.
         for det in mon.detectors.values():
-            det.heartbeat(t_mono)
+            det.heartbeat(t_wall)
         mon.last_arrival, mon.last_seq = t_wall, message["seq"]
-        self._evaluate(mon, now, wall_offset, "arrival")
+        self._evaluate(mon, now, "arrival")
         return kind
 
-    def check(self, t_mono, wall_offset):
+    def check(self, t_wall):
         """The periodic tick: every chunkserver, every detector."""
-        now = max(t_mono, self.last_eval)
+        now = max(t_wall, self.last_eval)
         for mon in self.monitors.values():
-            self._evaluate(mon, now, wall_offset, "tick")
+            self._evaluate(mon, now, "tick")
 
-    def _evaluate(self, mon, now, wall_offset, cause):
+    def _evaluate(self, mon, now, cause):
         """Judge ``mon`` at ``now``; log each detector whose verdict changed,
         with the time of the previous judgement (``prev_eval``): a decision
         is right when the deadline fell between the two."""
@@ -163,12 +167,12 @@ class MainServer:
             mon.available[name] = ok
             mon.deaths[name] += not ok
             stats = phi_det.state()
-            self.log.write(now + wall_offset, "state", chunkserver=mon.name, detector=name,
+            self.log.write(now, "state", chunkserver=mon.name, detector=name,
                            state="alive" if ok else "dead", phi=_finite(phi_det.phi(now)),
                            silence=round(now - det.last, 6), last_seq=mon.last_seq,
                            last_arrival=mon.last_arrival, cause=cause, prev_eval=mon.prev_eval,
                            phi_mean=stats["mean"], phi_std=stats["std"], phi_samples=stats["samples"])
-        mon.prev_eval = now + wall_offset
+        mon.prev_eval = now
 
     def summary(self):
         return {"role": "main_server", "interval": self.interval, "k": self.k, "grace": self.grace,
@@ -239,7 +243,7 @@ class Sockets:
             s.close()
 
 
-def _drain_udp(server, socks, clock):
+def _drain_udp(server, socks):
     anc = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(12)
     for _ in range(10000):   # then let the tick run; the rest stays queued
         try:
@@ -248,13 +252,11 @@ def _drain_udp(server, socks, clock):
             return
         except OSError:      # e.g. an ICMP error queued on the socket: not a datagram
             continue
-        offset = time.time() - clock()
         stamp, dst = _ancillary(ancdata, socks.addr[0])
-        t_mono = (stamp - offset) if stamp is not None else clock()
-        server.receive(data, "udp", src, (dst, socks.addr[1]), t_mono, offset)
+        server.receive(data, "udp", src, (dst, socks.addr[1]), stamp if stamp is not None else time.time())
 
 
-def _serve_tcp(server, socks, ready, clock):
+def _serve_tcp(server, socks, ready):
     if socks.tcp in ready:
         try:
             conn, peer = socks.tcp.accept()
@@ -274,8 +276,7 @@ def _serve_tcp(server, socks, ready, clock):
             continue
         except OSError:
             chunk = b""
-        offset = time.time() - clock()
-        now = clock()
+        now = time.time()   # TCP: the time the bytes were read (no per-line kernel stamp)
         buf += chunk
         lines = buf.split(b"\n")
         buf = lines.pop()
@@ -283,16 +284,16 @@ def _serve_tcp(server, socks, ready, clock):
             if discarding:   # the tail of an oversize line: already reported
                 discarding = False
                 continue
-            server.receive(line, "tcp", peer, local, now, offset)
+            server.receive(line, "tcp", peer, local, now)
         if len(buf) > protocol.MAX_MESSAGE_BYTES and not discarding:
-            server.drop(now + offset, "tcp", peer, local,
+            server.drop(now, "tcp", peer, local,
                         f"oversize: line longer than {protocol.MAX_MESSAGE_BYTES} bytes", len(buf))
             buf, discarding = b"", True
         elif discarding:
             buf = b""
         if not chunk:   # the peer closed: a last line without "\n" still counts
             if buf and not discarding:
-                server.receive(buf, "tcp", peer, local, now, offset)
+                server.receive(buf, "tcp", peer, local, now)
             conn.close()
             del socks.conns[conn]
         else:
@@ -319,16 +320,16 @@ def serve(bind, port, interval, log_path=None, duration=None, check_every=None, 
                 if stop.fd in readable:
                     stop.drain()
                 if socks.udp in readable:
-                    _drain_udp(server, socks, clock)
-                _serve_tcp(server, socks, readable, clock)
+                    _drain_udp(server, socks)
+                _serve_tcp(server, socks, readable)
                 now = clock()
                 if now >= next_tick:
-                    server.check(now, time.time() - now)
+                    server.check(time.time())
                     ticks = int((now - start) / check_every) + 1   # skip missed ticks, no burst
-            now = clock()   # a last judgement: every verdict in the log holds up to ended_at
-            server.check(now, time.time() - now)
+            ended = time.time()   # a last judgement: every verdict in the log holds up to ended_at
+            server.check(ended)
             summary = server.summary()
-            summary["ended_at"] = now + (time.time() - clock())
+            summary["ended_at"] = ended
             summary["check_every"] = check_every
             summary["ended"] = f"signal {stop.stopped}" if stop.stopped else "duration"
             summary["address"] = list(socks.addr)

@@ -422,6 +422,19 @@ def test_alive_rule_and_refused_connections():
     assert not wire.alive([], 1.0, 0.5, 5)
 
 
+def test_dead_by_rule_counts_from_the_register():
+    case = FakeCase("clean", 7000)
+    registration(case)                           # w1 registers at +0.01
+    case.heartbeats("w1", 2.7, 4.0)              # its ack held back: first heartbeat 2.69 s later
+    case.heartbeats("w2", 0.1, 4.0)
+    msgs = [{"t": m["t"], "t_end": m["t"], "transport": m["transport"], "src": m["s"], "dst": m["d"],
+             "message": m["message"], "error": None} for m in case.msgs]
+    story = wire.Story(msgs, WORKERS, M_IP)
+    assert wire.dead_by_rule(story, "w1", T, K, T0 + 4.0) == pytest.approx(T0 + 0.01 + K * T)
+    assert wire.dead_by_rule(story, "w2", T, K, T0 + 4.0) is None
+    assert wire.dead_by_rule(story, "w2", T, K, T0 + 7.0) == pytest.approx(T0 + 3.6 + K * T)
+
+
 def test_stall_reason_names_a_finished_the_manager_never_acted_on():
     case = FakeCase("clean", 7000)
     registration(case)

@@ -382,9 +382,18 @@ def netem_claim(c, m):
 
 def exit_claim(c, m):
     progs = c.rec.get("programs") or {}
-    bad = []
+    bad, untold = [], {}
+    shutdown_t = (c.rec.get("shutdown") or {}).get("t") or c.t0
+    declared = {tuple(e["worker"])[0] for e in c.manager_events or [] if e.get("event") == "worker_dead"}
+    for name in c.workers:
+        # A worker the manager counts dead is never told to shut down (P4): the
+        # experiment stops it. Dead by its log, or by the rule on the wire.
+        dead = c.workers[name] in declared or wire.dead_by_rule(c.story, name, c.T, c.k, shutdown_t)
+        if name != c.victim and dead and name not in c.story.shutdowns and name in progs:
+            untold[name] = "dead to the manager, not told to shut down"
+    m["untold"] = untold
     for name, p in progs.items():
-        if name == c.victim:
+        if name == c.victim or name in untold:
             continue
         if p.get("stopped_by") or p.get("returncode") != 0:
             bad.append(f"{name}: exit {p.get('returncode')}" + (f", stopped by {p['stopped_by']}"
@@ -397,7 +406,8 @@ def exit_claim(c, m):
     if not progs:
         bad.append("no program record")
     return Claim(c.title("every program exited 0 by itself after shutdown (the lost worker aside); none left"),
-                 not bad, measured=bad or sorted(n for n in progs if n != c.victim),
+                 not bad, measured=bad or {"exited": sorted(n for n in progs if n != c.victim and n not in untold),
+                                           **({"stopped": untold} if untold else {})},
                  expected="exit 0, not stopped by the experiment", tolerance=0,
                  evidence="case.json workload.programs (exit codes, who stopped what); logs/")
 

@@ -127,6 +127,21 @@ def heartbeat_gaps(story, name, start, end):
             "after_s": round(marks[worst] - start, 3) if gaps else None}
 
 
+def dead_by_rule(story, name, T, k, until):
+    """When worker ``name`` became dead by the heartbeat rule as the manager
+    sees it (its register, then its heartbeats, k*T apart or more before
+    ``until``), or None. A worker whose acknowledgement the network held back
+    k*T is dead before its first heartbeat: it starts beating only then."""
+    start = story.registers.get(name)
+    if start is None:
+        return None
+    marks = [start, *sorted(h for h in story.heartbeats.get(name, []) if start <= h <= until), until]
+    for a, b in zip(marks, marks[1:]):
+        if b - a >= k * T:
+            return a + k * T
+    return None
+
+
 def last_before(times, t):
     return max((x for x in times if x <= t), default=None)
 

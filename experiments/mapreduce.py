@@ -20,7 +20,7 @@ message per TCP connection, UDP heartbeats) runs once per case:
 * impaired: every bridge port toward the manager and the workers carries
   netem (loss, reordering with delay, duplication): every packet to or from
   the manager crosses exactly one impaired link, after the sender's capture;
-* worker_killed: the first worker seen holding a task is SIGKILLed;
+* worker_killed: a worker seen holding a task is SIGKILLed;
 * partitioned: the bridge stops forwarding that worker's port (STP state
   disabled) until past the dead window, then forwards again: the worker
   comes back with its late heartbeats and ``finished``.

@@ -4,7 +4,7 @@ of ``experiments/mapreduce.py``, for the bundled programs and for yours.
     manager up (its TCP port listening: read in /proc, no probe connection)
     -> workers up -> every worker acknowledged (event log, or the wire)
     -> submit (from client1, through the routers)
-    -> fault: kill   SIGKILL the group of the first worker seen holding a task
+    -> fault: kill   SIGKILL the group of a worker seen holding a task (the latest started)
               cut    that worker's bridge port disabled for past the dead window
                      + one interval, then forwarding; wait for its late messages
     -> the job's output files (or the deadline, or the manager's exit)
@@ -184,7 +184,8 @@ class JobRun:
             raise JobProblem(f"submit {what}: {prog.stderr_tail(300).strip() or 'no stderr'}")
 
     def _victim(self, view, what):
-        """The first worker seen holding an unfinished task, and that task."""
+        """The worker that most recently started a task it has not finished
+        (the longest left to run: the fault surely comes before its finished)."""
         manager = self.programs["manager"]
         try:
             held = poll(lambda: view.held_tasks() or not manager.running() or self._outputs_done(),
@@ -195,7 +196,7 @@ class JobRun:
         if not isinstance(held, list):
             raise JobProblem(f"the job ended (or the manager exited) before a worker was seen holding a task: "
                              f"nothing to {what}")
-        t, name, kind, task_id = held[0]
+        t, name, kind, task_id = held[-1]
         return name, {"kind": kind, "task_id": task_id, "t_seen_holding": t}
 
     def _kill(self, view, workers):

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WIRELAB := .venv/bin/wirelab
 
-.PHONY: help setup demo test unit clean-net bench routing traceroute backbone packets tcp_recovery mapreduce internet_services preflight report validate-vagrant clean
+.PHONY: help setup demo test unit clean-net bench routing traceroute backbone packets tcp_recovery heartbeats mapreduce internet_services preflight report validate-vagrant clean
 
 help:  ## list the targets
 	@awk -F":.*## " '/^[a-z_-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ packets: setup  ## message sizes and MTU, IP fragments, path MTU discovery and i
 
 tcp_recovery: setup  ## TCP under loss, reordering, duplication: proof from pcaps
 	$(WIRELAB) run tcp_recovery
+
+heartbeats: setup  ## GFS-style UDP heartbeats: loss/dup/reorder vs netem, fixed-k vs phi accrual, a partition, TCP vs UDP
+	$(WIRELAB) run heartbeats
 
 mapreduce: setup  ## MapReduce (P4 protocol) under loss, a killed and a partitioned worker: proof from pcaps
 	$(WIRELAB) run mapreduce

@@ -217,6 +217,8 @@ def test_a_job_whose_input_is_missing_fails_and_the_next_runs():
     assert s.tick() == []
     assert kinds(events, "job_failed")[0]["error"].startswith("input directory /in")
     hooks.fail = False
+    s.submit(job(m=10001))
+    assert s.tick() == [] and kinds(events, "job_failed")[1]["error"] == "num_mappers 10001 is more than 10000 tasks"
     s.submit(job())
     assert len(s.tick()) == 1
 

@@ -24,6 +24,10 @@ from wirelab.apps.mapreduce.tasks import deal
 HEARTBEAT_INTERVAL_S = 2.0
 MISSED_HEARTBEATS = 5          # P4: five missed in a row and the worker is dead
 
+# A job asking for more tasks than this is refused: each task is a record in
+# memory and a message on the wire, and a typo (or a fuzzer) must not exhaust either.
+MAX_TASKS = 10000
+
 READY, BUSY, DEAD = "ready", "busy", "dead"
 MAP, REDUCE = "map", "reduce"
 
@@ -230,6 +234,9 @@ class Scheduler:
         self.job = job
         job.started = self.clock()
         try:
+            too_many = [k for k in ("num_mappers", "num_reducers") if job.spec[k] > MAX_TASKS]
+            if too_many:
+                raise JobError(f"{too_many[0]} {job.spec[too_many[0]]} is more than {MAX_TASKS} tasks")
             job.tmpdir, inputs = self.hooks.start_job(job)
         except JobError as exc:
             self.emit("job_failed", job_id=job.job_id, output_directory=job.spec["output_directory"],

@@ -173,7 +173,7 @@ def test_a_killed_worker_s_task_is_reassigned_and_the_job_completes(workdir):
     write_inputs(os.path.join(workdir, "in"), 6, seed=2)
     out = os.path.join(workdir, "out")
     gate = Gate()
-    with LocalCluster(workdir, workers=3, heartbeat_interval=0.5, missed_heartbeats=4) as cluster:
+    with LocalCluster(workdir, workers=3, heartbeat_interval=0.5, missed_heartbeats=6) as cluster:
         cluster.submit(os.path.join(workdir, "in"), out, nmappers=3, nreducers=2,
                        mapper=gate.mapper(workdir))
         wait_until(lambda: len(gate.waiting()) == 3, 30, what="three mappers at the gate")
@@ -181,7 +181,7 @@ def test_a_killed_worker_s_task_is_reassigned_and_the_job_completes(workdir):
         victim = cluster.worker_at(first["worker"])
         victim.signal(signal.SIGKILL)
         (dead,) = cluster.wait_for("worker_dead", 10)
-        assert dead["worker"] == first["worker"] and dead["reason"] == "heartbeats" and dead["missed"] >= 4
+        assert dead["worker"] == first["worker"] and dead["reason"] == "heartbeats" and dead["missed"] >= 6
         gate.open()
         (moved,) = cluster.wait_for("task_reassigned", JOB_TIMEOUT_S)
         assert moved["task_id"] == 0 and moved["previous_worker"] == first["worker"]
@@ -201,7 +201,7 @@ def test_a_frozen_worker_that_wakes_up_late_is_ignored(workdir):
     write_inputs(os.path.join(workdir, "in"), 2, seed=3)
     out = os.path.join(workdir, "out")
     gate = Gate()
-    with LocalCluster(workdir, workers=2, heartbeat_interval=0.5, missed_heartbeats=4) as cluster:
+    with LocalCluster(workdir, workers=2, heartbeat_interval=0.5, missed_heartbeats=6) as cluster:
         cluster.submit(os.path.join(workdir, "in"), out, nmappers=2, nreducers=2, mapper=gate.mapper(workdir))
         wait_until(lambda: len(gate.waiting()) == 2, 30, what="two mappers at the gate")
         (first,) = cluster.wait_for("task_assigned", 5, task_id=0, kind="map")

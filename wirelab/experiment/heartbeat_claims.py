@@ -11,6 +11,7 @@ at the main server (:mod:`wirelab.observe.messages`).
 import math
 
 from wirelab.apps.detectors import FIXED, PHI
+from wirelab.apps.gfs import protocol
 from wirelab.experiment import stats
 from wirelab.experiment.claims import FALSE_ALARM_BUDGET, Claim, rate_claim
 from wirelab.experiment.heartbeat_evidence import (STAMP_EPS_S, WAKEUP_SLACK_S, case_files, exposure, labels,
@@ -215,10 +216,11 @@ def _rate(label, kind, cs, spec, interval_ms):
 
 def impaired(cd, p, ev):
     out, T = {}, cd.interval
-    by_node = {cs.node: cs for cs in cd.chunkservers.values()}
-    roles = {"duplicate": "w1", "reorder": "w2", "jitter": "w3"}
+    # Each link's role from what netem was asked to do on it (case.json).
+    def role(key):
+        return next((cs for cs in cd.chunkservers.values() if (cd.netem.get(cs.node) or {}).get(key)), None)
     files = "impaired/*.jsonl; netem from impaired/case.json"
-    dup, reo, jit = (by_node.get(roles[r]) for r in ("duplicate", "reorder", "jitter"))
+    dup, reo, jit = role("duplicate"), role("reorder"), role("jitter")
     ms = 1000 * T
     if dup:
         c = _rate(f"{dup.name}", "duplicated", dup, cd.netem.get(dup.node), ms)
@@ -403,16 +405,13 @@ def capture_claim(ev, case, cd):
 
 
 def _line(event):
-    from wirelab.apps.gfs import protocol
     return protocol.encode(event["message"]) + b"\n"
 
 
 def _server_events(ev, cd):
-    from wirelab.apps.gfs import protocol
     return protocol.read_log(ev.path(cd.name, cd.record.get("server_log", "server.jsonl")))
 
 
 def _own_events(ev, cd, cs):
-    from wirelab.apps.gfs import protocol
     info = cd.record["chunkservers"][cs.name]
     return protocol.read_log(ev.path(cd.name, info["log"]))

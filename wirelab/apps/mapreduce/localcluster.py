@@ -28,7 +28,10 @@ START_TIMEOUT_S = 30.0
 class Program:
     def __init__(self, name, argv, log_path, cwd):
         self.name, self.argv, self.log_path = name, argv, log_path
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # TMPDIR in the work folder: a worker killed mid-task leaves its scratch there.
+        tmp = os.path.join(cwd, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), TMPDIR=tmp)
         self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
                                       env=env, start_new_session=True)
         self.out, self.err = LineReader(self.popen.stdout), LineReader(self.popen.stderr)

@@ -65,9 +65,12 @@ def _check(proc, executable, what):
         raise TaskError(f"{executable} exited {proc.returncode} on {what}: {err[0][:200]}")
 
 
-def run_map(task_id, executable, input_paths, output_directory, num_partitions, timeout=None):
-    """Run one map task; returns the files it put in ``output_directory``."""
-    with tempfile.TemporaryDirectory(prefix=f"mapreduce-local-task{task_id:05d}-") as tmp:
+def run_map(task_id, executable, input_paths, output_directory, num_partitions, timeout=None, local_dir=None):
+    """Run one map task; returns the files it put in ``output_directory``.
+
+    Partitions are built in a temporary folder under ``local_dir`` (default:
+    the system's), removed when the task ends."""
+    with tempfile.TemporaryDirectory(prefix=f"mapreduce-local-task{task_id:05d}-", dir=local_dir) as tmp:
         names = [map_output_name(task_id, p) for p in range(num_partitions)]
         with contextlib.ExitStack() as stack:
             outs = [stack.enter_context(open(os.path.join(tmp, n), "wb")) for n in names]
@@ -91,15 +94,15 @@ def run_map(task_id, executable, input_paths, output_directory, num_partitions, 
         return moved
 
 
-def run_reduce(task_id, executable, input_paths, output_directory, timeout=None):
+def run_reduce(task_id, executable, input_paths, output_directory, timeout=None, local_dir=None):
     """Run one reduce task; returns the path of its ``part-`` file."""
     name = reduce_output_name(task_id)
-    with tempfile.TemporaryDirectory(prefix=f"mapreduce-local-task{task_id:05d}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"mapreduce-local-task{task_id:05d}-", dir=local_dir) as tmp:
         out_path = os.path.join(tmp, name)
         with contextlib.ExitStack() as stack:
             ins = [stack.enter_context(open(p, "rb")) for p in input_paths]
             out = stack.enter_context(open(out_path, "wb"))
-            err = stack.enter_context(tempfile.TemporaryFile())
+            err = stack.enter_context(tempfile.TemporaryFile(dir=local_dir))
             # stdout straight to the file: nothing to read back while we write stdin.
             proc = subprocess.Popen([executable], stdin=subprocess.PIPE, stdout=out, stderr=err)
             try:

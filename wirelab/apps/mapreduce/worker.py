@@ -14,8 +14,10 @@ with the manager (retrying while the manager is not up yet, until
 import argparse
 import logging
 import queue
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -53,6 +55,7 @@ class Worker:
                                  deadline_s=deadline_s, max_bytes=max_bytes)
         self.address = None
         self._heartbeats = None
+        self.local_dir = None
 
     def run(self, ready_line=True):
         try:
@@ -60,6 +63,9 @@ class Worker:
         except OSError as exc:
             raise common.MapReduceError(f"cannot listen on {self.receiver.host}:{self.receiver.port}: "
                                         f"{exc.strerror or exc}") from None
+        # The tasks' scratch folders live in one folder of this process, removed at
+        # exit (shutdown, SIGTERM, an error) even if a task is cut short.
+        self.local_dir = tempfile.mkdtemp(prefix=f"mapreduce-worker-{self.address[1]}-")
         server = threading.Thread(target=self.receiver.serve, name="receiver", daemon=True)
         server.start()
         threading.Thread(target=self._execute, name="tasks", daemon=True).start()
@@ -81,6 +87,7 @@ class Worker:
             self.stopping.set()
             self.receiver.stop()
             server.join(timeout=2)
+            shutil.rmtree(self.local_dir, ignore_errors=True)
 
     def _identity(self):
         return {"worker_host": self.address[0], "worker_port": self.address[1]}
@@ -131,9 +138,10 @@ class Worker:
             try:
                 if kind == "map":
                     run_map(task_id, msg["executable"], msg["input_paths"], msg["output_directory"],
-                            msg["num_partitions"])
+                            msg["num_partitions"], local_dir=self.local_dir)
                 else:
-                    run_reduce(task_id, msg["executable"], msg["input_paths"], msg["output_directory"])
+                    run_reduce(task_id, msg["executable"], msg["input_paths"], msg["output_directory"],
+                               local_dir=self.local_dir)
             except (TaskError, OSError) as exc:
                 # P4 has no message for a failed task: the manager's job waits; say why here.
                 log.error("%s task %s failed: %s", kind, task_id, exc)

@@ -78,7 +78,7 @@ class MapReduceParams:
     # Small by default: inside UML every Python process (a mapper per input
     # file, a reducer per partition) takes about a second to start.
     files: int = dataclasses.field(default=4, metadata={"help": "input text files (1..64)"})
-    input_bytes: int = dataclasses.field(default=300_000, metadata={
+    input_bytes: int = dataclasses.field(default=200_000, metadata={
         "help": "input size in all, bytes (10000..20000000)"})
     nmappers: int = dataclasses.field(default=4, metadata={"help": "map tasks (1..64)"})
     nreducers: int = dataclasses.field(default=2, metadata={"help": "reduce tasks (1..64)"})

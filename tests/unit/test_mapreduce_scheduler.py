@@ -128,6 +128,21 @@ def test_silent_worker_dies_after_k_intervals_and_its_task_moves():
     assert held(s) == {("map", 0): [W2]}
 
 
+def test_silence_counts_from_the_ack_not_the_register():
+    s, clock, events = make(interval=1.0, missed=3)
+    s.register(W1)
+    clock.now += 2.5                 # the ack took 2.5 s to get through
+    s.acknowledged(W1)
+    clock.now += 2.9                 # 5.4 s after register, 2.9 s of real silence
+    s.tick()
+    assert s.workers[W1].state == READY
+    clock.now += 0.2
+    s.tick()
+    assert s.workers[W1].state == DEAD
+    s.acknowledged(W1)               # an ack delivered late does not revive the dead
+    assert s.workers[W1].state == DEAD
+
+
 def test_late_finished_for_a_reassigned_task_is_ignored():
     s, clock, events = make(interval=1.0, missed=2)
     s.register(W1)

@@ -100,6 +100,8 @@ class Manager:
                 self._handle(item)
             elif kind == "send_failed":
                 self.scheduler.send_failed(*item)
+            elif kind == "acked":
+                self.scheduler.acknowledged(item)
             for assignment in self.scheduler.tick():
                 self.outbox.send(assignment.worker, assignment.message, assignment.ref)
 
@@ -108,8 +110,10 @@ class Manager:
         if kind == "register":
             address = worker_of(msg)
             self.scheduler.register(address)
+            # The worker beats only once it has the ack: its silence counts from then.
             self.outbox.send(address, {"message_type": "register_ack", "worker_host": address[0],
-                                       "worker_port": address[1]})
+                                       "worker_port": address[1]},
+                             on_sent=lambda a: self.inbox.put(("acked", a)))
         elif kind == "heartbeat":
             if not self.scheduler.heartbeat(worker_of(msg)):
                 log.debug("heartbeat from %s ignored (not registered, or dead)", worker_of(msg))

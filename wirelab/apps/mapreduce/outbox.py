@@ -19,7 +19,8 @@ class Outbox:
         self._lock = threading.Lock()
         self._busy = 0   # messages queued or being sent, over every destination
 
-    def send(self, address, message, ref=None):
+    def send(self, address, message, ref=None, on_sent=None):
+        """Queue ``message`` for ``address``; ``on_sent(address)`` once it is written."""
         with self._lock:
             q = self._queues.get(address)
             if q is None:
@@ -27,7 +28,7 @@ class Outbox:
                 threading.Thread(target=self._run, args=(address, q), daemon=True,
                                  name=f"send-{address[0]}:{address[1]}").start()
             self._busy += 1
-        q.put((message, ref))
+        q.put((message, ref, on_sent))
 
     def drained(self):
         with self._lock:
@@ -35,11 +36,14 @@ class Outbox:
 
     def _run(self, address, q):
         while True:
-            message, ref = q.get()
+            message, ref, on_sent = q.get()
             try:
                 send_tcp(address[0], address[1], message, self.events, timeout=self.timeout)
             except OSError as exc:
                 self.on_failure(address, ref, exc)
+            else:
+                if on_sent is not None:
+                    on_sent(address)
             finally:
                 with self._lock:
                     self._busy -= 1

@@ -116,6 +116,13 @@ class Scheduler:
         worker.last_heartbeat = self.clock()
         return True
 
+    def acknowledged(self, address):
+        """The register_ack reached the worker, which starts beating only now: a slow
+        ack (a lossy or long path) must not count as missed heartbeats."""
+        worker = self.workers.get(address)
+        if worker is not None and worker.state != DEAD:
+            worker.last_heartbeat = max(worker.last_heartbeat, self.clock())
+
     def submit(self, spec):
         job = Job(self.next_job_id, dict(spec))
         self.next_job_id += 1

@@ -103,9 +103,11 @@ class JobRun:
         if log:
             values["event_log"] = log
         argv = template.argv(**values)
-        # The bundled programs import wirelab from the repository; yours get
-        # the environment they were given.
-        env = {"PYTHONPATH": REPO} if template.is_bundled else None
+        # Temporary files (a worker's task scratch) go into the program's own
+        # folder, removed after the case: a SIGKILLed program leaves nothing in
+        # /tmp. The bundled programs import wirelab from the repository; yours
+        # get the environment they were given otherwise.
+        env = {"TMPDIR": cwd, **({"PYTHONPATH": REPO} if template.is_bundled else {})}
         prog = Program(self.tb, node, argv, name, os.path.join(self.folder, "logs"), cwd, env)
         self.programs[name] = prog
         return prog

@@ -107,6 +107,32 @@ def test_execute_records_failure(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "fail"
 
 
+def test_run_only_then_host_verifies(tmp_path):
+    """Inside UML the run stops after teardown (status "ran", no claims); the
+    host then verifies and plots the folder and writes the claims, adding its
+    time to the run's."""
+    from wirelab.experiment.core import conclude_after_uml
+    out = tmp_path / "out"
+    assert DemoExperiment(DemoParams(), out_dir=str(out), log=lambda m: None).execute(verify=False) == []
+    ran = json.loads((out / "metrics.json").read_text())
+    assert ran["status"] == "ran" and ran["claims"] == []
+    claims = conclude_after_uml(DemoExperiment, str(out), lambda m: None)
+    assert [c.ok for c in claims] == [True]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "pass" and metrics["metrics"] == {"x": 1}
+    assert metrics["run_in_uml_s"] == ran["duration_s"] and metrics["duration_s"] >= ran["duration_s"]
+
+
+def test_host_refuses_a_folder_whose_uml_run_did_not_finish(tmp_path):
+    from wirelab.experiment.core import conclude_after_uml
+    from wirelab.experiment.evidence import EvidenceError
+    with pytest.raises(EvidenceError, match="left no metrics.json"):
+        conclude_after_uml(DemoExperiment, str(tmp_path), lambda m: None)
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "interrupted", "error": "SIGTERM"}))
+    with pytest.raises(EvidenceError, match="ended 'interrupted', not 'ran': SIGTERM"):
+        conclude_after_uml(DemoExperiment, str(tmp_path), lambda m: None)
+
+
 def test_command_error_carries_argv_code_stderr():
     with pytest.raises(CommandError) as err:
         run(None, [sys.executable, "-c", "import sys; sys.stderr.write('bad thing\\n'); sys.exit(3)"], 10)

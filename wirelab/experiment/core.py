@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import json
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ import typing
 
 from wirelab.errors import ConfigError, Interrupted, VerificationError, WirelabError
 from wirelab.experiment.claims import Claim, short
-from wirelab.experiment.evidence import Evidence, write_json
+from wirelab.experiment.evidence import Evidence, EvidenceError, write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_ROOT = os.path.join(REPO, "results")
@@ -109,11 +110,13 @@ class Experiment:
         """Draw PNGs from the files the run saved (optional)."""
 
     # -- driver ----------------------------------------------------------------------
-    def execute(self):
+    def execute(self, verify=True):
         """setup -> run -> teardown -> verify -> plot; always writes metrics.json.
 
         Returns the list of claims. Verification happens after teardown, from
         saved evidence only, so a failed claim never leaves the network up.
+        ``verify=False`` stops after teardown (status "ran"): inside User-Mode
+        Linux, where Python is 2-4x slower, the host verifies the folder after.
         """
         os.makedirs(self.out_dir, exist_ok=True)
         write_json(self.path("params.json"), {"experiment": self.name, "params": self.params})
@@ -126,15 +129,10 @@ class Experiment:
                 self.run()
             finally:
                 self.teardown()
-            ev = Evidence(self.out_dir, self.Params, writable=True)
-            self.claims = list(self.verify(ev))
-            figures = ev.metrics
-            status = "pass" if self.claims and all(c.ok for c in self.claims) else "fail"
-            try:
-                self.plot(ev)
-            except Exception as exc:  # a plot must not hide the verdict
-                self.log(f"plot failed: {exc}")
-                figures.setdefault("plot_errors", []).append(str(exc))
+            if verify:
+                self.claims, figures, status = verify_and_plot(type(self), self.out_dir, self.log)
+            else:
+                status = "ran"
         except (KeyboardInterrupt, Interrupted) as exc:
             status, error = "interrupted", str(exc) or "interrupted"
             raise
@@ -154,6 +152,47 @@ class Experiment:
                 "metrics": figures,
             })
         return self.claims
+
+
+def verify_and_plot(cls, out_dir, log):
+    """``cls.verify`` then ``cls.plot`` on the folder: (claims, figures, status)."""
+    ev = Evidence(out_dir, cls.Params, writable=True)
+    claims = list(cls.verify(ev))
+    figures = ev.metrics
+    status = "pass" if claims and all(c.ok for c in claims) else "fail"
+    try:
+        cls.plot(ev)
+    except Exception as exc:  # a plot must not hide the verdict
+        log(f"plot failed: {exc}")
+        figures.setdefault("plot_errors", []).append(str(exc))
+    return claims, figures, status
+
+
+def conclude_after_uml(cls, out_dir, log):
+    """Verify and plot, on the host, the folder a run inside UML left (status
+    "ran"); rewrite its metrics.json with the claims. Returns the claims."""
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    try:
+        with open(metrics_path) as f:
+            ran = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"{metrics_path}: the run inside User-Mode Linux left no metrics.json: {exc}") from None
+    if ran.get("status") != "ran":
+        raise EvidenceError(f"{metrics_path}: the run inside User-Mode Linux ended {ran.get('status')!r}, "
+                            f"not 'ran': {ran.get('error')}")
+    started = time.time()
+    claims, figures, status = [], {}, "error"
+    try:
+        claims, figures, status = verify_and_plot(cls, out_dir, log)
+    finally:
+        write_json(metrics_path, {
+            "experiment": cls.name, "status": status, "error": None if status != "error" else "verify failed",
+            "duration_s": round(ran.get("duration_s", 0) + time.time() - started, 3),
+            "run_in_uml_s": ran.get("duration_s"),
+            "claims": [c.to_dict() for c in claims],
+            "metrics": figures,
+        })
+    return claims
 
 
 def reverify(folder):
@@ -216,6 +255,8 @@ def build_parser(cls, prog=None):
                         help="print metrics.json to stdout at the end")
     parser.add_argument("--native", action="store_true",
                         help=argparse.SUPPRESS)  # set when re-executed inside UML
+    parser.add_argument("--no-verify", action="store_true",
+                        help=argparse.SUPPRESS)  # inside UML: run only; the host verifies
     return parser
 
 
@@ -269,7 +310,7 @@ def _without_out(argv):
             skip = False
         elif a == "--out":
             skip = True
-        elif not a.startswith("--out=") and a != "--native":
+        elif not a.startswith("--out=") and a not in ("--native", "--no-verify"):
             out.append(a)
     return out
 
@@ -283,7 +324,7 @@ def reexec_in_uml(cls, argv, out):
     print(f"wirelab: this kernel has no sch_netem; running {cls.name} inside "
           f"User-Mode Linux (linux.uml {uml.uml_version()})", flush=True)
     script = os.path.join(REPO, "experiments", f"{cls.name}.py")
-    inner = [sys.executable, script, *_without_out(argv), "--out", out, "--native"]
+    inner = [sys.executable, script, *_without_out(argv), "--out", out, "--native", "--no-verify"]
     writable = RESULTS_ROOT if out.startswith(RESULTS_ROOT + os.sep) else out
     # The guest's root is read-only: matplotlib keeps its cache in the guest's /tmp.
     return uml.run_in_uml(inner, cwd=REPO, writable=[writable], env={"MPLCONFIGDIR": "/tmp/matplotlib"},
@@ -322,10 +363,19 @@ def main(cls, argv=None, prog=None):
                 from wirelab.net import uml
                 from wirelab.net.kernel import has_sch_netem
                 if not uml.in_uml() and not has_sch_netem():
-                    return reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], out)
+                    code = reexec_in_uml(cls, argv if argv is not None else sys.argv[1:], out)
+                    if code != 0:
+                        return code
+                    exp = cls(params, out_dir=out)
+                    exp.log("verifying on the host, from the folder the run inside User-Mode Linux left")
+                    claims = conclude_after_uml(cls, out, exp.log)
+                    return _conclude(cls, exp, claims, args)
             exp = cls(params, out_dir=out)
             exp.log(f"results -> {os.path.relpath(exp.out_dir)}")
-            claims = exp.execute()
+            claims = exp.execute(verify=not args.no_verify)
+            if args.no_verify:
+                print(f"{cls.name}: run complete; evidence in {exp.out_dir} (verified by the caller)")
+                return 0
     except (KeyboardInterrupt, Interrupted) as exc:
         print(f"{prog}: interrupted; the network was torn down", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
@@ -335,6 +385,11 @@ def main(cls, argv=None, prog=None):
     except OSError as exc:   # a results file could not be written: disk full, permissions
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    return _conclude(cls, exp, claims, args)
+
+
+def _conclude(cls, exp, claims, args):
+    """Print the claims table and the verdict; the exit code."""
     print()
     print_claims(claims)
     ok = bool(claims) and all(c.ok for c in claims)

@@ -8,9 +8,11 @@ from wirelab.errors import ConfigError
 from wirelab.experiment.core import REPO, Experiment
 
 EXPERIMENTS_DIR = os.path.join(REPO, "experiments")
-# In teaching order: addresses and routes, then paths, then what TCP hides.
+# In teaching order: addresses and routes, paths, the services a joining host
+# uses, packets and what TCP hides, then the distributed systems riding on them.
 # Experiments not listed here come after, by name.
-ORDER = ["routing", "traceroute", "backbone", "packets", "tcp_recovery", "heartbeats", "internet_services", "mapreduce"]
+ORDER = ["routing", "traceroute", "backbone", "internet_services", "packets", "tcp_recovery", "mapreduce",
+         "heartbeats"]
 
 
 def names():

@@ -15,6 +15,10 @@ bytes and per UDP datagram::
       UDP rows -------------> one message per datagram
       IP fragments --msgfrag--> whole datagrams (or the reason they are not)
 
+``framing="lines"``: a TCP direction carries JSON Lines instead, one message
+per ``\\n``-terminated line, each with its own times and errors (a hole
+spoils only the line it falls in; see :mod:`wirelab.observe.msglines`).
+
 A message that cannot be trusted says so in ``error`` (one line) rather than
 showing garbage: ``truncated stream: gap at byte N`` (``message`` None),
 ``connection never closed`` (no FIN: what came is decoded), ``connection reset
@@ -33,8 +37,10 @@ import struct
 
 import numpy as np
 
+from wirelab.errors import ConfigError
 from wirelab.observe.l4payload import PROTO_TCP, PROTO_UDP, locate_payloads
 from wirelab.observe.msgfrag import FragmentReassembler
+from wirelab.observe.msglines import LineDirection, direction_messages, line_messages
 from wirelab.observe.msgmatch import EventLog, canonical, match_logged, read_event_log
 from wirelab.observe.msgrecord import (TCP, UDP, RebuildStats, RebuiltMessage, _endpoint_cache, _raw_decode,
                                        decode_json, endpoint, error_kind)
@@ -43,7 +49,12 @@ from wirelab.observe.tcpfast import split_clean
 from wirelab.observe.tcpstream import M32, NEW_SYN, RESET, Direction, TcpReassembler
 
 __all__ = ["RebuiltMessage", "RebuildStats", "MessageStream", "rebuild", "match_logged",
-           "read_event_log", "EventLog", "canonical", "decode_json"]
+           "read_event_log", "EventLog", "canonical", "decode_json", "FRAMINGS"]
+
+# How a TCP direction's bytes make messages: the whole direction read to EOF
+# (one JSON value), or one JSON value per newline-terminated line.
+CONNECTION, LINES = "connection", "lines"
+FRAMINGS = (CONNECTION, LINES)
 
 # Below this many TCP rows in a batch the vectorised split costs more than it saves.
 CLEAN_MIN_ROWS = 64
@@ -78,11 +89,16 @@ class MessageStream:
     Opening checks the file (``PcapFormatError``/``NotACaptureError`` at once);
     iteration reads it once, holding one read block plus the bytes of the
     connections still open.  Messages come in completion order (a TCP message
-    when its FIN completes it), which is capture order per connection.
-    ``progress(packets)`` is called after every batch when given.
+    when its FIN completes it), which is capture order per connection;
+    with ``framing="lines"`` a direction's lines come together when it ends,
+    in stream order.  ``progress(packets)`` is called after every batch when given.
     """
 
-    def __init__(self, path, *, ports=None, progress=None):
+    def __init__(self, path, *, ports=None, framing: str = CONNECTION, progress=None):
+        if framing not in FRAMINGS:
+            raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+        self.framing = framing
+        self.lines = framing == LINES
         self.path = str(path)
         self.ports = None if ports is None else np.asarray(sorted({int(p) for p in ports}), dtype=np.int64)
         self.progress = progress
@@ -91,7 +107,7 @@ class MessageStream:
 
     def __iter__(self):
         stats = self.stats
-        tcp = TcpReassembler(_reverse)
+        tcp = TcpReassembler(_reverse, LineDirection if self.lines else Direction)
         frags = FragmentReassembler()
         out: list[RebuiltMessage] = []
         ports = None if self.ports is None else set(self.ports.tolist())
@@ -188,6 +204,8 @@ class MessageStream:
     def _clean(self, cg, lb, buf: bytes, tcp: TcpReassembler, out: list) -> list:
         """Messages of the clean directions (:mod:`wirelab.observe.tcpfast`); returns
         the rows of those the segment-by-segment path must take (state from before)."""
+        if self.lines:
+            return self._clean_lines(cg, lb, buf, tcp, out)
         rows = cg.rows
         po, pl = lb.pay_off[rows].tolist(), lb.pay_len[rows].tolist()
         ts, fr = lb.ts_ns[rows].tolist(), lb.frame[rows].tolist()
@@ -228,6 +246,45 @@ class MessageStream:
             append(self._stream_message(key, payload, ts[a], ts[b - 1], fr[a], 0, 0, 0, None))
         stats.messages[TCP] += decoded   # the others were counted by _stream_message
         return refused
+
+    def _clean_lines(self, cg, lb, buf: bytes, tcp: TcpReassembler, out: list) -> list:
+        """:meth:`_clean` for JSON Lines: a clean stream's bytes are its segments
+        in capture order, each byte first brought by the segment holding it."""
+        rows = cg.rows
+        po, pl = lb.pay_off[rows].tolist(), lb.pay_len[rows].tolist()
+        ts, fr = lb.ts_ns[rows].tolist(), lb.frame[rows].tolist()
+        opened, closed = tcp.open, tcp.closed
+        refused = []
+        for key, isn, opener, a, b, start, stop, total, t_fin in zip(
+                cg.keys, cg.isn, cg.opener, cg.first, cg.last, cg.start, cg.stop, cg.total, cg.t_fin):
+            tomb = closed.get(key)
+            if key in opened or (tomb is not None and tomb[3] == isn) or key in cg.reset:
+                refused.append(rows[start:stop])
+                continue
+            closed[key] = ((isn + 1) & M32, total, t_fin, isn)
+            if opener:
+                tcp.connections += 1
+            if a == b:
+                continue
+            pieces, at = [], 0
+            for i in range(a, b):
+                pieces.append((at, at + pl[i], ts[i], fr[i]))
+                at += pl[i]
+            payload = b"".join([buf[po[i]:po[i] + pl[i]] for i in range(a, b)])
+            self._count_lines(out, line_messages(key, [(0, payload)], total, pieces))
+        return refused
+
+    def _count_lines(self, out: list, msgs: list, d: Direction | None = None) -> None:
+        stats = self.stats
+        stats.messages[TCP] += len(msgs)
+        for m in msgs:
+            if m.error is not None:
+                stats.errors[error_kind(m.error)] += 1
+        if d is not None:
+            stats.retransmitted_segments += d.retransmitted
+            stats.duplicate_segments += d.duplicates
+            stats.out_of_order_segments += d.out_of_order
+        out.extend(msgs)
 
     def _stream_message(self, key, payload, t0, t1, frame, retransmitted, duplicates, out_of_order,
                         reasons) -> RebuiltMessage:
@@ -289,7 +346,11 @@ class MessageStream:
 
     def _collect(self, tcp: TcpReassembler, out: list) -> None:
         if tcp.done:
-            out.extend(self._tcp_message(d) for d in tcp.done)
+            if self.lines:
+                for d in tcp.done:
+                    self._count_lines(out, direction_messages(d), d)
+            else:
+                out.extend(self._tcp_message(d) for d in tcp.done)
             tcp.done.clear()
 
     def _tcp_message(self, d: Direction) -> RebuiltMessage:
@@ -312,15 +373,17 @@ class MessageStream:
                                     d.frame0 or 0, d.retransmitted, d.duplicates, d.out_of_order, reasons)
 
 
-def rebuild(path, *, ports=None, allow_truncated: bool = False) -> list[RebuiltMessage]:
+def rebuild(path, *, ports=None, framing: str = CONNECTION, allow_truncated: bool = False) -> list[RebuiltMessage]:
     """Every message of the capture at ``path``, sorted by ``t``.
 
-    ``ports``: only flows with either port in this set.  A capture that ends
+    ``ports``: only flows with either port in this set.  ``framing``: what a
+    TCP direction holds, ``"connection"`` (one JSON value, read to EOF) or
+    ``"lines"`` (one JSON value per ``\\n``-terminated line).  A capture that ends
     inside a record (or holds a corrupt one) raises :class:`PcapFormatError`
     after reading, unless ``allow_truncated``: messages would be missing
     without anything in them saying so.  Use :class:`MessageStream` for the
     statistics or to stream."""
-    stream = MessageStream(path, ports=ports)
+    stream = MessageStream(path, ports=ports, framing=framing)
     out = sorted(stream, key=lambda m: (m.t, m.frame))
     if stream.stats.truncated and not allow_truncated:
         raise PcapFormatError(f"{stream.path}: {stream.stats.truncated}")

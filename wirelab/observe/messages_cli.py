@@ -1,11 +1,12 @@
-"""``wirelab messages CAPTURE [--port P ...] [--json] [--plot OUT.png] [--logs LOG ...]``.
+"""``wirelab messages CAPTURE [--port P ...] [--framing lines] [--json] [--plot OUT.png] [--logs LOG ...]``.
 
 Rebuild the apps' JSON messages from a capture (:mod:`wirelab.observe.messages`).
 Default output, the scripting format: one JSON object per message on stdout
 (``t``, ``transport``, ``src``, ``dst``, ``message``, ``error``) in the order
 the messages complete; a one-paragraph summary on stderr.  ``--json``: one
 JSON document instead (every field of every message, the summary, the
-comparison).  ``--logs``: compare with app event logs; exit 7 when they differ.
+comparison).  ``--framing lines``: TCP carries JSON Lines (one message per
+line) instead of one JSON value per connection direction.  ``--logs``: compare with app event logs; exit 7 when they differ.
 Exit codes: 0 ok (also: no messages), 2 unusable input (not a capture, a
 truncated one, a missing file or log), 7 logs and capture differ.
 """
@@ -19,7 +20,7 @@ import sys
 import time
 
 from wirelab.errors import ConfigError, VerificationError
-from wirelab.observe.messages import MessageStream, match_logged, read_event_log
+from wirelab.observe.messages import FRAMINGS, MessageStream, match_logged, read_event_log
 from wirelab.observe.pcap.reader import PcapFormatError
 
 EPILOG = """\
@@ -27,6 +28,8 @@ what is rebuilt:
   TCP   one JSON value per connection direction, read to EOF: the bytes are put in
         order by sequence number (retransmissions, copies, reordering, overlaps,
         wraparound, reused 4-tuples); a missing byte is an error, never garbage
+        --framing lines: one JSON value per \\n-terminated line of that stream (JSON
+        Lines); a hole spoils the line it falls in, the lines after it are whole
   UDP   one JSON value per datagram (IP fragments put back together)
 
 errors (the "error" field, one line): truncated stream: gap at byte N | connection
@@ -37,6 +40,7 @@ examples:
   wirelab messages results/mapreduce/<run>/cases/loss/manager.pcap --port 6000
   wirelab messages hb.pcap --port 7000 --plot timeline.png
   wirelab messages hb.pcap --logs master.jsonl cs1.jsonl cs2.jsonl     exit 7 if they differ
+  wirelab messages server.pcap --port 7003 --framing lines --logs server.jsonl
   wirelab messages x.pcap | jq -c 'select(.error != null)'"""
 
 # Progress lines for captures at least this large (a few seconds of reading).
@@ -53,6 +57,9 @@ def build_parser(prog):
     parser.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file, plain or gzip-compressed")
     parser.add_argument("--port", type=int, action="append", metavar="P",
                         help="only flows with this port at either end (repeatable)")
+    parser.add_argument("--framing", choices=FRAMINGS, default=FRAMINGS[0],
+                        help="what a TCP direction holds: one JSON value read to EOF (connection, the "
+                        "default) or one per newline-terminated line (lines)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON document: all fields of every message, the summary and the comparison")
     parser.add_argument("--plot", metavar="OUT.png", help="write a timeline of the messages")
@@ -110,9 +117,9 @@ def comparison_text(res) -> list[str]:
     return lines
 
 
-def _open_stream(path, ports, progress):
+def _open_stream(path, ports, progress, framing):
     try:
-        return MessageStream(path, ports=ports, progress=progress)
+        return MessageStream(path, ports=ports, progress=progress, framing=framing)
     except PcapFormatError:
         raise
     except OSError as exc:
@@ -141,7 +148,7 @@ def main(argv=None, prog="wirelab messages") -> int:
             last[0] = now
             print(f"{prog}: {packets:,} packets read", file=err, flush=True)
 
-    stream = _open_stream(args.capture, args.port, progress)
+    stream = _open_stream(args.capture, args.port, progress, args.framing)
     keep = args.json or args.plot or logs
     kept = []
     out = sys.stdout
@@ -164,7 +171,7 @@ def main(argv=None, prog="wirelab messages") -> int:
     kept.sort(key=lambda m: (m.t, m.frame))
     res = match_logged(kept, logs, ports=args.port) if logs else None
     if args.json:
-        doc = {"capture": args.capture, "ports": args.port, "summary": stats.to_dict(),
+        doc = {"capture": args.capture, "ports": args.port, "framing": args.framing, "summary": stats.to_dict(),
                "messages": [m.to_dict() for m in kept]}
         if res is not None:
             doc["comparison"] = res

@@ -183,10 +183,13 @@ class TcpReassembler:
     ``key`` is any hashable naming the direction (source, then destination);
     ``reverse(key)`` must give the other direction's key.  The caller takes
     the finished directions out of ``done`` (a list) as it likes.
+    ``direction``: the class of the directions (a subclass that records more,
+    e.g. :class:`wirelab.observe.msglines.LineDirection`).
     """
 
-    def __init__(self, reverse):
+    def __init__(self, reverse, direction=Direction):
         self.reverse = reverse
+        self.direction = direction
         self.open: dict = {}
         self.closed: dict = {}   # key -> (base, fin_end or None, last_ns, isn or None)
         self.done: list[Direction] = []
@@ -195,7 +198,7 @@ class TcpReassembler:
         self._purge_at = TOMBSTONE_PURGE_AT
 
     def _new(self, key, base: int, syn: bool, opener: bool = False) -> Direction:
-        d = Direction(key, base, syn)
+        d = self.direction(key, base, syn)
         self.open[key] = d
         # A connection is counted at its SYN without ACK, or, when no SYN was
         # captured, at the first of its directions seen.

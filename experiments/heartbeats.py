@@ -41,7 +41,8 @@ one (threshold 8, min std-dev 100 ms) on the same arrivals.
 Every "dead" decision is labelled true (link down, chunkserver stopped) or
 false (lost, delayed, sender late) and checked against its detector's
 deadline; the server's log is matched against the capture at its interface,
-datagram by datagram (wirelab.observe.messages). Plots: a timeline per case,
+datagram by datagram, and TCP heartbeat by heartbeat, the stream rebuilt as JSON
+Lines (wirelab.observe.messages, framing="lines"). Plots: a timeline per case,
 false positives against loss beside the theory, TCP against UDP.
 """
 

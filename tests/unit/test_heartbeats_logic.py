@@ -248,6 +248,27 @@ def tcp_heartbeat_logged_twice(folder):
     rewrite(folder / "tcp_vs_udp" / "server.jsonl", fn)
 
 
+def tcp_heartbeats_logged_out_of_order(folder):
+    """Two TCP heartbeats that arrived together (one read) logged in swapped order:
+    the same lines (the capture agrees), not in order."""
+    def fn(lines):
+        tcp = [i for i, e in enumerate(lines) if e["event"] == "recv" and e["transport"] == "tcp"]
+        i, j = min(zip(tcp, tcp[1:]), key=lambda p: lines[p[1]]["t"] - lines[p[0]]["t"])
+        lines[i]["message"], lines[j]["message"] = lines[j]["message"], lines[i]["message"]
+        return lines
+    rewrite(folder / "tcp_vs_udp" / "server.jsonl", fn)
+
+
+def a_tcp_line_changed_on_the_wire(folder):
+    """Heartbeat 3's line in the capture says seq 4 (same length): the TCP stream
+    rebuilt line by line no longer equals the logs."""
+    path = folder / "tcp_vs_udp" / "server.pcap"
+    data = path.read_bytes()
+    old = b'"chunkserver":"w1-tcp","seq":3,'
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, old.replace(b":3,", b":4,")))
+
+
 def more_duplication_asked(folder):
     path = folder / "impaired" / "case.json"
     case = json.loads(path.read_text())
@@ -290,7 +311,8 @@ def a_missed_decision(folder):
 @pytest.mark.parametrize("corrupt,claim", [
     (drop_one_udp_packet, COMMON["capture"].format(case="sweep")),
     (shift_the_cut, TITLES["partition"]["lost"]),
-    (tcp_heartbeat_logged_twice, TITLES["tcp_vs_udp"]["tcp"]),
+    (tcp_heartbeats_logged_out_of_order, TITLES["tcp_vs_udp"]["tcp"]),
+    (a_tcp_line_changed_on_the_wire, COMMON["capture"].format(case="tcp_vs_udp")),
     (more_duplication_asked, TITLES["impaired"]["duplicate"]),
     (a_decision_about_another_heartbeat, COMMON["labelled"].format(case="sweep")),
     (a_decision_checked_after_its_deadline_already, COMMON["on_time"].format(case="sweep")),
@@ -302,6 +324,19 @@ def test_one_corrupted_item_fails_exactly_its_claim(good, tmp_path, corrupt, cla
     corrupt(folder)
     _, claims, _ = reverify(folder)
     assert [c.name for c in claims if not c.ok] == [claim]
+
+
+def test_a_tcp_heartbeat_logged_twice_fails_delivery_and_the_capture(good, tmp_path):
+    """Logged twice, on the wire once: the server did not get it "once", and its
+    log disagrees with the TCP stream rebuilt line by line."""
+    folder = tmp_path / "bad"
+    shutil.copytree(good, folder)
+    tcp_heartbeat_logged_twice(folder)
+    _, claims, _ = reverify(folder)
+    failed = [c for c in claims if not c.ok]
+    assert [c.name for c in failed] == [TITLES["tcp_vs_udp"]["tcp"], COMMON["capture"].format(case="tcp_vs_udp")]
+    assert failed[1].measured["tcp lines vs the logs"]["captured, not logged"] == 0
+    assert failed[1].measured["tcp lines vs the logs"]["logged, not captured"] == 1
 
 
 def test_a_missing_log_fails_that_cases_claims_and_no_other(good, tmp_path):

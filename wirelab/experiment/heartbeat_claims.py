@@ -358,9 +358,11 @@ def tcp_vs_udp(cd, p, ev):
 
 
 def capture_claim(ev, case, cd):
-    """W's rebuild of the server-side capture against the server's log (UDP,
-    datagram by datagram) and against the senders' logs (lost and duplicated
-    counts); for TCP the stream's bytes against the lines logged."""
+    """W's rebuild of the server-side capture against the logs, message by
+    message: UDP datagram by datagram against the server's log, and against
+    the senders' logs (lost and duplicated counts); TCP as JSON Lines
+    (``framing="lines"``), line by line, against the server's log and the
+    senders' (TCP loses nothing and copies nothing the app could see)."""
     from wirelab.observe.messages import rebuild, match_logged
     title = COMMON["capture"].format(case=cd.name)
     caps = case.get("captures") or []
@@ -370,10 +372,11 @@ def capture_claim(ev, case, cd):
     if problems or not caps:
         return Claim(title, False, measured=problems or "no capture", expected="a complete capture", evidence=pcap)
     port = cd.record["port"]
-    rebuilt = rebuild(pcap, ports={port})
+    rebuilt = rebuild(pcap, ports={port}, framing="lines")
     udp_wire = [m for m in rebuilt if m.transport == "udp"]
-    server = [e for e in _server_events(ev, cd) if e.get("transport") == "udp"]
-    recv = match_logged(udp_wire, [e for e in server if e["event"] == "recv"], ports={port})
+    server = _server_events(ev, cd)
+    recv = match_logged(udp_wire, [e for e in server if e["event"] == "recv" and e.get("transport") == "udp"],
+                        ports={port})
     sends = [e for cs in cd.chunkservers.values() if cs.transport == "udp"
              for e in _own_events(ev, cd, cs) if e["event"] == "send"]
     sent = match_logged(udp_wire, sends, ports={port})
@@ -387,25 +390,32 @@ def capture_claim(ev, case, cd):
                 "on the wire more than sent (duplicated)": c_sent["duplicates"]}
     ok = recv["ok"] and c_sent["missing_on_wire"] == lost and c_sent["duplicates"] == twice
     expected = {"logged = captured": "every datagram", "lost": lost, "duplicated": twice}
-    for cs in cd.chunkservers.values():
-        if cs.transport != "tcp":
-            continue
-        streams = [m for m in rebuilt if m.transport == "tcp" and list(m.src) == list(cs.summary.get("src") or [])]
-        want = sum(len(_line(e)) for e in _own_events(ev, cd, cs) if e["event"] == "send")
-        whole = len(streams) == 1 and streams[0].bytes == want and streams[0].error_kind in (None, "not JSON")
-        measured[f"tcp {cs.name}"] = {"streams": len(streams), "bytes": [m.bytes for m in streams],
-                                      "error": [m.error for m in streams][:1],
-                                      "hidden by TCP": [{"retransmitted": m.retransmitted_segments,
-                                                         "duplicate": m.duplicate_segments,
-                                                         "out of order": m.out_of_order_segments} for m in streams]}
-        expected[f"tcp {cs.name}"] = f"one stream of {want} bytes, no gap, FIN (JSON lines: 'not JSON' as one value)"
-        ok = ok and whole
+    tcp_senders = [cs for cs in cd.chunkservers.values() if cs.transport == "tcp"]
+    if tcp_senders:
+        tcp_wire = [m for m in rebuilt if m.transport == "tcp"]
+        t_recv = match_logged(tcp_wire, [e for e in server if e["event"] == "recv" and e.get("transport") == "tcp"],
+                              ports={port})
+        t_sent = match_logged(tcp_wire, [e for cs in tcp_senders for e in _own_events(ev, cd, cs)
+                                         if e["event"] == "send"], ports={port})
+        for cs in tcp_senders:
+            src = list(cs.summary.get("src") or [])
+            lines = [m for m in tcp_wire if list(m.src) == src]
+            measured[f"tcp {cs.name}"] = {
+                "lines on the wire": len(lines), "unreadable": [m.error for m in lines if m.message is None][:2],
+                "hidden by TCP": {"retransmitted": sum(m.retransmitted_segments for m in lines),
+                                  "duplicate": sum(m.duplicate_segments for m in lines),
+                                  "out of order": sum(m.out_of_order_segments for m in lines)}}
+            expected[f"tcp {cs.name}"] = f"{len(cs.sends)} lines, each once, none unreadable"
+        c = t_recv["counts"]
+        measured["tcp lines vs the logs"] = {
+            "on the wire": c["on_wire"], "logged received": c["received"], "matched": c["matched"],
+            "logged, not captured": c["missing_on_wire"], "captured, not logged": c["not_received"] + c["extra_on_wire"],
+            "unreadable on the wire": c["unreadable_on_wire"], "sent, not on the wire": t_sent["counts"]["missing_on_wire"],
+            "on the wire more than sent": t_sent["counts"]["duplicates"] + t_sent["counts"]["extra_on_wire"]}
+        expected["tcp lines vs the logs"] = "every line sent = captured once = logged received (no gap, no error)"
+        ok = ok and t_recv["ok"] and t_sent["ok"] and c["matched"] > 0
     return Claim(title, ok, measured=measured, expected=expected, tolerance="none: exact",
-                 evidence=f"{cd.name}/server.pcap (wirelab.observe.messages.rebuild) vs the logs")
-
-
-def _line(event):
-    return protocol.encode(event["message"]) + b"\n"
+                 evidence=f"{cd.name}/server.pcap (wirelab.observe.messages.rebuild, TCP as JSON Lines) vs the logs")
 
 
 def _server_events(ev, cd):

@@ -47,7 +47,8 @@ duplicate10, combined (loss 30 %, reorder 25 %, duplicate 10 %, 10 ms).
 
 Root. netem needs sch_netem: on a kernel without it the script runs itself
 again inside User-Mode Linux (wirelab.net.uml), where one run with the
-defaults takes about 2 minutes. ``--keep DIR`` keeps the captures and logs
+defaults took 41 s (boot included; a message TCP keeps re-sending adds up to
+``--timeout``). ``--keep DIR`` keeps the captures and logs
 (one folder per setting); otherwise they go with a temporary folder.
 
 This prints figures; it is not a test (tests/integration/test_rebuild_drops.py

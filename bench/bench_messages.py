@@ -210,7 +210,8 @@ def main() -> None:
               f"{path.stat().st_size / 1e6:.0f} MB (generated in {time.perf_counter() - g0:.1f} s)")
         wall, cpu, msgs, stats = time_rebuild(path, npk, a.framing)
         best = npk / wall
-        print(f"wirelab rebuild({a.framing[:5]}):  {wall:6.2f} s  {best:10,.0f} packets/s (best of 3 wall; CPU "
+        label = f"wirelab rebuild({a.framing}):"
+        print(f"{label:<27}{wall:6.2f} s  {best:10,.0f} packets/s (best of 3 wall; CPU "
               f"{npk / cpu:,.0f}/s) target {TARGET_PPS:,}: {'met' if best >= TARGET_PPS else 'MISSED'}")
         print(f"  {len(msgs):,} messages; TCP hid {stats.retransmitted_segments} retransmitted, "
               f"{stats.duplicate_segments} duplicate, {stats.out_of_order_segments} out-of-order segments; "

@@ -33,9 +33,12 @@ report: $(WIRELAB)  ## render the newest results/report/<time>/ again (index.htm
 clean-net: $(WIRELAB)  ## remove exactly what crashed runs left behind (processes, namespaces, links)
 	@$(WIRELAB) clean
 
-bench: setup  ## benchmarks: topology start/stop vs bare Mininet, pcap analysis speed
+bench: setup  ## benchmarks: topology start/stop vs bare Mininet, pcap analysis and message rebuild speed, rebuild vs logs under netem, MapReduce job time
 	$(PY) bench/bench_topology.py
 	$(PY) bench/bench_pcap.py
+	$(PY) bench/bench_messages.py
+	$(PY) bench/bench_rebuild_impaired.py
+	$(PY) bench/bench_mapreduce.py
 
 routing: setup  ## longest-prefix match on every router of `internet`, kernel vs reference
 	$(WIRELAB) run routing

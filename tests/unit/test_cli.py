@@ -114,11 +114,12 @@ def test_run_bad_parameters_and_unknown_experiment():
     one_line_error(done, "wirelab run: error: unknown experiment 'nope'; choose from routing")
 
 
-def test_list_names_the_three():
+def test_list_names_every_experiment_in_teaching_order():
     done = wirelab("list")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    assert names[:5] == ["routing", "traceroute", "backbone", "packets", "tcp_recovery"]
+    assert names == ["routing", "traceroute", "backbone", "internet_services", "packets", "tcp_recovery",
+                     "mapreduce", "heartbeats"]
     assert all(len(line.split(None, 1)) == 2 for line in done.stdout.splitlines())
     summaries = json.loads(wirelab("list", "--json").stdout)
     assert summaries["routing"].startswith("Longest-prefix match")

@@ -23,10 +23,10 @@ cls = registry.load("internet_services")
 P = cls.Params
 
 
-def test_registered_in_teaching_order_after_tcp_recovery():
+def test_registered_in_teaching_order_after_the_paths():
     assert "internet_services" in registry.ORDER
     names = registry.names()
-    assert names.index("internet_services") > names.index("tcp_recovery")
+    assert names.index("traceroute") < names.index("internet_services") < names.index("packets")
 
 
 @pytest.mark.parametrize("kwargs, match", [

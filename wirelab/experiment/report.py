@@ -188,10 +188,11 @@ def rerender(report_dir):
 
 def table(results):
     """The plain-text summary the suite prints at the end."""
-    lines = [f"{'experiment':14} {'status':11} {'claims':>9} {'seconds':>8}  results", "-" * 78]
+    width = max([len("experiment")] + [len(r.experiment) for r in results])
+    lines = [f"{'experiment':{width}} {'status':11} {'claims':>9} {'seconds':>8}  results", "-" * (width + 64)]
     for r in results:
         claims = f"{r.claims_passed}/{r.claims_total}"
-        lines.append(f"{r.experiment:14} {r.status:11} {claims:>9} {r.seconds:>8}  {r.results}")
+        lines.append(f"{r.experiment:{width}} {r.status:11} {claims:>9} {r.seconds:>8}  {r.results}")
     return "\n".join(lines)
 
 

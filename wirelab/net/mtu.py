@@ -22,7 +22,8 @@ IPV4_MIN_MTU = 68
 MAX_MTU = 65535
 
 
-def _link(ipr, intf):
+def link_index(ipr, intf):
+    """The ifindex of ``intf`` in the namespace ``ipr`` is bound to (a ConfigError if none)."""
     found = ipr.link_lookup(ifname=intf)
     if not found:
         raise ConfigError(f"no interface {intf!r}")
@@ -32,7 +33,7 @@ def _link(ipr, intf):
 def link_mtu(tb, node, intf):
     """The MTU of ``intf`` in ``node``, read back through netlink."""
     with tb.iproute(node) as ipr:
-        return ipr.get_links(_link(ipr, intf))[0].get_attr("IFLA_MTU")
+        return ipr.get_links(link_index(ipr, intf))[0].get_attr("IFLA_MTU")
 
 
 class LinkMtu:
@@ -56,7 +57,7 @@ class LinkMtu:
         self.tb.add_cleanup(f"restore MTU of {self.describe()}", self.remove)
         for node, intf in self.ends:
             with self.tb.iproute(node) as ipr:
-                index = _link(ipr, intf)
+                index = link_index(ipr, intf)
                 self.before[f"{node}:{intf}"] = ipr.get_links(index)[0].get_attr("IFLA_MTU")
                 ipr.link("set", index=index, mtu=self.mtu)
                 self.readback[f"{node}:{intf}"] = ipr.get_links(index)[0].get_attr("IFLA_MTU")
@@ -74,7 +75,7 @@ class LinkMtu:
         for key, old in self.before.items():
             node, intf = key.split(":", 1)
             with self.tb.iproute(node) as ipr:
-                ipr.link("set", index=_link(ipr, intf), mtu=old)
+                ipr.link("set", index=link_index(ipr, intf), mtu=old)
         return True
 
     def describe(self):

@@ -23,6 +23,7 @@ import time
 from wirelab.apps.gfs import protocol
 from wirelab.apps.runner import AppServer, json_lines
 from wirelab.errors import ConfigError, WaitTimeout
+from wirelab.net.mtu import link_index
 from wirelab.proc import LineReader, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,13 +32,6 @@ CHUNKSERVER, MAIN_SERVER = (os.path.join(HERE, f) for f in ("chunkserver.py", "m
 NUD_PERMANENT = 0x80
 # Time for the programs to start and report, beyond their own run time.
 GRACE_S = 30.0
-
-
-def _index(ipr, intf):
-    found = ipr.link_lookup(ifname=intf)
-    if not found:
-        raise ConfigError(f"no interface {intf!r}")
-    return found[0]
 
 
 class PortDown:
@@ -54,7 +48,7 @@ class PortDown:
 
     def _set(self, state):
         with self.tb.iproute(self.node) as ipr:
-            index = _index(ipr, self.intf)
+            index = link_index(ipr, self.intf)
             before = time.time()
             ipr.link("set", index=index, state=state)
             after = time.time()
@@ -95,7 +89,7 @@ class StaticNeighbours:
     def _end(self, node):
         intf = self.tb.topo.interface_facing(node, self.lan)
         with self.tb.iproute(node) as ipr:
-            mac = ipr.get_links(_index(ipr, intf))[0].get_attr("IFLA_ADDRESS")
+            mac = ipr.get_links(link_index(ipr, intf))[0].get_attr("IFLA_ADDRESS")
         return intf, self.tb.ip(node), mac
 
     def apply(self):
@@ -107,14 +101,14 @@ class StaticNeighbours:
             self.entries += [(spoke, end[0], hub[1], hub[2]), (self.hub, hub[0], end[1], end[2])]
         for node, intf, ip, mac in self.entries:
             with self.tb.iproute(node) as ipr:
-                ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=_index(ipr, intf), state=NUD_PERMANENT)
+                ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=link_index(ipr, intf), state=NUD_PERMANENT)
         return self
 
     def readback(self):
         out = {}
         for node, intf, ip, mac in self.entries:
             with self.tb.iproute(node) as ipr:
-                found = ipr.get_neighbours(dst=ip, ifindex=_index(ipr, intf))
+                found = ipr.get_neighbours(dst=ip, ifindex=link_index(ipr, intf))
             out[f"{node} {ip}"] = [{"lladdr": n.get_attr("NDA_LLADDR"), "permanent": bool(n["state"] & NUD_PERMANENT)}
                                    for n in found]
         return out
@@ -126,7 +120,7 @@ class StaticNeighbours:
         for node, intf, ip, _ in self.entries:
             with self.tb.iproute(node) as ipr:
                 try:
-                    ipr.neigh("del", dst=ip, ifindex=_index(ipr, intf))
+                    ipr.neigh("del", dst=ip, ifindex=link_index(ipr, intf))
                 except Exception:   # already gone (the link went away): nothing to undo
                     pass
         return True

@@ -46,6 +46,7 @@ if not __package__:   # run as a file inside a node: put the repository on the p
 from wirelab.apps.gfs.stopper import StopSignals  # noqa: E402
 from wirelab.apps.mapreduce import wire  # noqa: E402
 from wirelab.apps.mapreduce.events import EventLog  # noqa: E402
+from wirelab.proc import wait_until  # noqa: E402
 
 READY_PREFIX = "LISTENING"
 _closing = contextlib.closing
@@ -127,15 +128,26 @@ def _received(events, counts, transport, data, peer, local):
 
 
 # -- sender ---------------------------------------------------------------------------------
+# Between refused attempts (a refusal comes back at once: without a pause the
+# loop would spin); a lost SYN is retried after connect_timeout instead.
+REFUSED_RETRY_S = 0.05
+
+
 def _connect(to, port, connect_timeout, deadline):
+    """A connection to ``to``:``port``, attempts of ``connect_timeout`` each
+    until ``deadline`` (monotonic); (socket, attempts). Raises WaitTimeout (an OSError)."""
     attempts = 0
-    while True:
+
+    def attempt():
+        nonlocal attempts
         attempts += 1
         try:
-            return socket.create_connection((to, port), timeout=connect_timeout), attempts
+            return socket.create_connection((to, port), timeout=connect_timeout)
         except (socket.timeout, ConnectionRefusedError):
-            if time.monotonic() >= deadline:
-                raise
+            return None
+    sock = wait_until(attempt, max(0.0, deadline - time.monotonic()), what=f"a connection to {to}:{port}",
+                      interval=REFUSED_RETRY_S)
+    return sock, attempts
 
 
 def _send_tcp(to, port, msg, events, connect_timeout, timeout):

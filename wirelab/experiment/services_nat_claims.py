@@ -14,10 +14,10 @@ import json
 from wirelab.experiment.claims import Claim, Tally
 from wirelab.experiment.services_claims import DORA, _workload, guarded
 from wirelab.observe.ipfrag import read_ip_packets
+from wirelab.observe.pcap.tcpflags import ACK, FIN, RST, SYN
 from wirelab.services import nat_evidence as ne
 
 OUT, IN, WHAT = "nat/outbound", "nat/inbound", "whatismyip"
-RST, SYN, FIN, ACK = 0x04, 0x02, 0x01, 0x10
 ICMP_UNREACH = 3
 CURL_COULDNT_CONNECT = 7
 

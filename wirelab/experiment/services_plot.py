@@ -8,9 +8,9 @@ missing is skipped (verify has already said why).
 
 from wirelab.experiment.services_claims import DORA, NO_SERVER, _messages
 from wirelab.observe.ipfrag import read_ip_packets
+from wirelab.observe.pcap.tcpflags import ACK, RST, SYN
 from wirelab.services.msc import Arrow, draw
 
-SYN, ACK, RST = 0x02, 0x10, 0x04
 COLORS = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
 
 

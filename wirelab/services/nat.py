@@ -32,6 +32,7 @@ import ipaddress
 import json
 
 from wirelab.errors import CommandError, WirelabError
+from wirelab.impair import nft
 from wirelab.proc import run
 
 _TIMEOUT = 10
@@ -115,7 +116,7 @@ class Masquerade:
             self._nft(["-f", "-"], input=self.text)
         except CommandError as exc:
             raise NatError(f"nat: cannot write table ip {self.table} on {self.node.name}: "
-                           f"{exc.stderr.strip().splitlines()[:1]}") from None
+                           f"{nft.first_line(exc)}") from None
         self.applied = True
         self.tb.add_cleanup(f"nat: delete table ip {self.table} on {self.node.name}", self.remove)
         self.readback = ruleset_summary(self.list_table(), self.table)

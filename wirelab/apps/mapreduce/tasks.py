@@ -76,8 +76,11 @@ def run_map(task_id, executable, input_paths, output_directory, num_partitions, 
             outs = [stack.enter_context(open(os.path.join(tmp, n), "wb")) for n in names]
             for path in input_paths:
                 with open(path, "rb") as infile:
-                    proc = subprocess.run([executable], stdin=infile, capture_output=True,
-                                          timeout=timeout, check=False)
+                    try:
+                        proc = subprocess.run([executable], stdin=infile, capture_output=True,
+                                              timeout=timeout, check=False)
+                    except subprocess.TimeoutExpired:   # run() has killed it
+                        raise TaskError(f"{executable} ran longer than {timeout} s on {path}") from None
                 _check(proc, executable, path)
                 for line in proc.stdout.splitlines(keepends=True):
                     if not line.endswith(b"\n"):

@@ -36,6 +36,9 @@ REGISTER_TIMEOUT_S = 30.0
 # A finished that cannot reach the manager (partitioned) is retried this long:
 # if the manager comes back it hears about the work, late, rather than never.
 FINISHED_RETRY_S = 30.0
+# A mapper or reducer running longer is killed and its task fails (logged; P4
+# has no message for it): a hung executable must not hold the task thread forever.
+TASK_TIMEOUT_S = 3600.0
 log = logging.getLogger("mapreduce.worker")
 
 
@@ -43,7 +46,9 @@ class Worker:
     def __init__(self, host, port, manager_host, manager_port, events, *,
                  heartbeat_interval=HEARTBEAT_INTERVAL_S, deadline_s=DEADLINE_S,
                  max_bytes=MAX_MESSAGE_BYTES, send_timeout=CONNECT_TIMEOUT_S,
-                 register_timeout=REGISTER_TIMEOUT_S, finished_retry=FINISHED_RETRY_S):
+                 register_timeout=REGISTER_TIMEOUT_S, finished_retry=FINISHED_RETRY_S,
+                 task_timeout=TASK_TIMEOUT_S):
+        self.task_timeout = task_timeout
         self.manager = (manager_host, manager_port)
         self.events = events
         self.heartbeat_interval, self.send_timeout = heartbeat_interval, send_timeout
@@ -138,10 +143,10 @@ class Worker:
             try:
                 if kind == "map":
                     run_map(task_id, msg["executable"], msg["input_paths"], msg["output_directory"],
-                            msg["num_partitions"], local_dir=self.local_dir)
+                            msg["num_partitions"], timeout=self.task_timeout, local_dir=self.local_dir)
                 else:
                     run_reduce(task_id, msg["executable"], msg["input_paths"], msg["output_directory"],
-                               local_dir=self.local_dir)
+                               timeout=self.task_timeout, local_dir=self.local_dir)
             except (TaskError, OSError) as exc:
                 # P4 has no message for a failed task: the manager's job waits; say why here.
                 log.error("%s task %s failed: %s", kind, task_id, exc)
@@ -186,6 +191,8 @@ def parser():
                         f"(default {REGISTER_TIMEOUT_S:g})")
     p.add_argument("--finished-retry", type=common.positive_float, default=FINISHED_RETRY_S, metavar="S",
                    help=f"keep retrying an undelivered finished for S s (default {FINISHED_RETRY_S:g})")
+    p.add_argument("--task-timeout", type=common.positive_float, default=TASK_TIMEOUT_S, metavar="S",
+                   help=f"kill a mapper or reducer running longer than S s; the task fails (default {TASK_TIMEOUT_S:g})")
     common.add_receiver_options(p, DEADLINE_S, MAX_MESSAGE_BYTES)
     return p
 
@@ -200,7 +207,8 @@ def main(argv=None):
             worker = Worker(args.host, args.port, args.manager_host, args.manager_port, events,
                             heartbeat_interval=args.heartbeat_interval, deadline_s=args.receive_deadline,
                             max_bytes=args.max_message_bytes, send_timeout=args.send_timeout,
-                            register_timeout=args.register_timeout, finished_retry=args.finished_retry)
+                            register_timeout=args.register_timeout, finished_retry=args.finished_retry,
+                            task_timeout=args.task_timeout)
             return worker.run()
         finally:
             events.close()

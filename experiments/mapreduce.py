@@ -50,6 +50,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wirelab.apps.byo import PLACEHOLDERS, template_or_bundled  # noqa: E402
+from wirelab.apps.mapreduce.scheduler import HEARTBEAT_INTERVAL_S, MISSED_HEARTBEATS  # noqa: E402
 from wirelab.errors import ConfigError  # noqa: E402
 from wirelab.experiment.cases import Case, CapturePoint, LinkNetem, run_cases  # noqa: E402
 from wirelab.experiment.core import REPO, Experiment, main  # noqa: E402
@@ -62,8 +63,9 @@ MAPPER = os.path.join(BUNDLED_DIR, "wordcount_map.py")
 REDUCER = os.path.join(BUNDLED_DIR, "wordcount_reduce.py")
 # The bundled programs take the interval: short, so a death is seen in seconds.
 FAST_HEARTBEAT_S = 0.5
-# P4's fixed values: what your own programs use unless their templates take ours.
-P4_HEARTBEAT_S, P4_MISSED = 2.0, 5
+# P4's fixed values (the bundled scheduler's defaults): what your own programs
+# use unless their templates take ours.
+P4_HEARTBEAT_S, P4_MISSED = HEARTBEAT_INTERVAL_S, MISSED_HEARTBEATS
 
 
 def ports_help(role):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from wirelab.apps.mapreduce import events as mrevents
+from wirelab.apps.mapreduce.scheduler import HEARTBEAT_INTERVAL_S, MISSED_HEARTBEATS
 from wirelab.errors import WaitTimeout
 from wirelab.proc import LineReader, wait_until
 
@@ -71,7 +72,7 @@ class Program:
 
 
 class LocalCluster:
-    def __init__(self, workdir, workers=3, heartbeat_interval=2.0, missed_heartbeats=5,
+    def __init__(self, workdir, workers=3, heartbeat_interval=HEARTBEAT_INTERVAL_S, missed_heartbeats=MISSED_HEARTBEATS,
                  loglevel="info", extra_manager_args=(), python=sys.executable):
         self.workdir, self.nworkers, self.python = workdir, workers, python
         self.heartbeat_interval, self.missed_heartbeats = heartbeat_interval, missed_heartbeats
